@@ -1,0 +1,30 @@
+"""Flask-HashFS: content-addressed file storage for Flask applications."""
+
+from .address import HashAddress
+from .errors import (
+    ConfigurationError,
+    HashFSError,
+    InvalidExtension,
+    InvalidId,
+    ObjectNotFound,
+    OutsideRoot,
+    StorageError,
+    UnreadableInput,
+)
+from .store import HashFS
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "ConfigurationError",
+    "HashAddress",
+    "HashFS",
+    "HashFSError",
+    "InvalidExtension",
+    "InvalidId",
+    "ObjectNotFound",
+    "OutsideRoot",
+    "StorageError",
+    "UnreadableInput",
+    "__version__",
+]

@@ -1,0 +1,94 @@
+"""The contract between the store and the place its bytes live.
+
+The store decides *what* a key is (``layout``) and reads the caller's stream; a backend
+only moves bytes to and from keys. Each backend publishes atomically and never
+overwrites: that is what makes a content-addressed store safe under concurrency.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import IO, NamedTuple
+
+
+class ObjectInfo(NamedTuple):
+    """What serving needs to answer a request without reading the body."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+class Writer(ABC):
+    """A private, not yet visible copy of an object being written.
+
+    Used as a context manager: leaving it without :meth:`publish` discards the copy.
+    """
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def publish(self, key: str) -> bool:
+        """Make the bytes visible under ``key`` unless it exists: True if this call created it."""
+
+
+class Backend(ABC):
+    """Bytes at keys. Keys are ``/``-separated paths that ``layout`` built."""
+
+    #: The root folder or bucket URL; ``abspath(key)`` is built from it.
+    location: str
+
+    @abstractmethod
+    def abspath(self, key: str) -> str: ...
+
+    @abstractmethod
+    def key_of(self, path: str) -> str | None:
+        """The key of an absolute path or URL under the root, else None (never raises)."""
+
+    @abstractmethod
+    def writer(self) -> AbstractContextManager[Writer]: ...
+
+    @abstractmethod
+    def find(self, stem: str) -> str | None:
+        """The key stored as ``stem`` or ``stem.<ext>``: one lookup, never a scan."""
+
+    @abstractmethod
+    def info(self, key: str) -> ObjectInfo | None: ...
+
+    @abstractmethod
+    def open(self, key: str) -> IO[bytes]:
+        """Open for reading; raise FileNotFoundError if the key is absent."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it was there. Removes folders it leaves empty."""
+
+    @abstractmethod
+    def move(self, source: str, target: str) -> bool:
+        """Publish ``source``'s bytes at ``target`` unless it exists, then drop ``source``."""
+
+    @abstractmethod
+    def all_keys(self) -> Iterator[str]:
+        """Every stored key, misplaced files included, temp files never."""
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def size(self) -> int: ...
+
+    @abstractmethod
+    def make_folder(self, path: str) -> None: ...
+
+    @abstractmethod
+    def remove_empty(self, path: str) -> None: ...
+
+    @abstractmethod
+    def temp_files(self) -> Iterator[str]:
+        """Leftovers of writers that died: each may be removed with :meth:`remove_temp`."""
+
+    @abstractmethod
+    def remove_temp(self, name: str) -> bool: ...

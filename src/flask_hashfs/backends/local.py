@@ -1,0 +1,324 @@
+"""Objects as files under one root folder, published the way git publishes objects.
+
+A put writes a temp file created exclusively in the root itself (so it is on the same
+filesystem as every shard folder), fsyncs it, and hard-links it under its final name:
+``link`` fails instead of overwriting, which makes a racing duplicate harmless, and the
+final name never shows a partial file. The temp file holds an ``flock`` for as long as
+its writer lives, so a sweep can tell a crashed writer's leftover from a live put.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+from ..errors import OutsideRoot, StorageError
+from .base import Backend, ObjectInfo, Writer
+
+#: Every temp file's name starts with this; no key can, because keys start with hex.
+TEMP_PREFIX = ".hashfs-tmp-"
+_OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _fsync_folder(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
+    reason = exc.strerror or str(exc)
+    return StorageError(exc.errno or errno.EIO, f"could not {action} {path!r}: {reason}", path)
+
+
+class LocalBackend(Backend):
+    """Files under ``root``; see the module docstring for how a put is published."""
+
+    def __init__(self, root: str | os.PathLike[str], fmode: int, dmode: int, fsync: bool):
+        self.location = os.path.realpath(os.fspath(root))
+        self.fmode = fmode
+        self.dmode = dmode
+        self.fsync = fsync
+        self._prefix = self.location.rstrip(os.sep) + os.sep
+
+    def abspath(self, key: str) -> str:
+        return self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
+
+    def key_of(self, path: str) -> str | None:
+        if "\0" in path:
+            return None
+        if not path.startswith(self._prefix):
+            try:
+                path = os.path.realpath(path)
+            except (OSError, ValueError):
+                return None
+            if not path.startswith(self._prefix):
+                return None
+        rel = path[len(self._prefix) :]
+        return rel if os.sep == "/" else rel.replace(os.sep, "/")
+
+    def _folders_are_real(self, key: str) -> bool:
+        """Refuse a key under a symlinked folder: lookups never leave the root."""
+        path = self._prefix
+        for part in key.split("/")[:-1]:
+            path += part
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    return False
+            except OSError:
+                return False
+            path += os.sep
+        return True
+
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        writer = _LocalWriter(self)
+        try:
+            yield writer
+        finally:
+            writer.discard()
+
+    def find(self, stem: str) -> str | None:
+        folder, _, name = stem.rpartition("/")
+        try:
+            names = os.listdir(self.abspath(folder) if folder else self.location)
+        except OSError:
+            return None
+        dotted = name + "."
+        for candidate in sorted(n for n in names if n == name or n.startswith(dotted)):
+            key = f"{folder}/{candidate}" if folder else candidate
+            if self.info(key) is not None:
+                return key
+        return None
+
+    def info(self, key: str) -> ObjectInfo | None:
+        try:
+            st = os.lstat(self.abspath(key))
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISREG(st.st_mode) or not self._folders_are_real(key):
+            return None
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def open(self, key: str) -> IO[bytes]:
+        path = self.abspath(key)
+        if not self._folders_are_real(key):
+            raise FileNotFoundError(errno.ENOENT, "no stored object", path)
+        try:
+            fd = os.open(path, _OPEN_READ)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+                raise FileNotFoundError(errno.ENOENT, "no stored object", path) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(errno.ENOENT, "no stored object", path)
+        return os.fdopen(fd, "rb")
+
+    def delete(self, key: str) -> bool:
+        if self.info(key) is None:
+            return False
+        path = self.abspath(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        self._remove_empty_from(os.path.dirname(path))
+        return True
+
+    def move(self, source: str, target: str) -> bool:
+        source_path = self.abspath(source)
+        created = self._link(source_path, target)
+        if created:
+            os.chmod(self.abspath(target), self.fmode)
+        os.unlink(source_path)
+        self._remove_empty_from(os.path.dirname(source_path))
+        return created
+
+    def _link(self, source_path: str, key: str) -> bool:
+        """Hard-link ``source_path`` as ``key``; False if ``key`` exists. Durable if asked."""
+        target = self.abspath(key)
+        folder = os.path.dirname(target)
+        new_folders: list[str] = []
+        for _ in range(16):
+            try:
+                os.link(source_path, target)
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                if not os.path.exists(source_path):
+                    raise
+                # A concurrent delete may remove the folders we make: make them again.
+                new_folders += self._make_folders(folder)
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "publish", target) from None
+            if self.fsync:
+                try:
+                    _fsync_folder(folder)
+                    for made in reversed(new_folders):
+                        _fsync_folder(os.path.dirname(made))
+                except OSError as exc:
+                    raise _storage_error(exc, "fsync the folder of", target) from None
+            return True
+        raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
+
+    def _make_folders(self, folder: str) -> list[str]:
+        made = []
+        path = self.location
+        for part in os.path.relpath(folder, self.location).split(os.sep):
+            if part == os.curdir:
+                break
+            path = os.path.join(path, part)
+            try:
+                os.mkdir(path, self.dmode)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "create folder", path) from None
+            made.append(path)
+        return made
+
+    def all_keys(self) -> Iterator[str]:
+        yield from self._walk(self.location, "")
+
+    def _walk(self, path: str, prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if not prefix and entry.name.startswith(TEMP_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(entry.path, prefix + entry.name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield prefix + entry.name
+
+    def count(self) -> int:
+        return sum(1 for _ in self._walk(self.location, ""))
+
+    def size(self) -> int:
+        return sum(os.lstat(self.abspath(key)).st_size for key in self.all_keys())
+
+    def make_folder(self, path: str) -> None:
+        if self.key_of(path) is None and os.path.realpath(path) != self.location:
+            raise OutsideRoot(path, self.location)
+        os.makedirs(path, self.dmode, exist_ok=True)
+
+    def remove_empty(self, path: str) -> None:
+        if self.key_of(path) is not None:
+            self._remove_empty_from(path)
+
+    def _remove_empty_from(self, folder: str) -> None:
+        """rmdir upwards until the root; a folder that is not empty stops it, atomically."""
+        while folder.startswith(self._prefix) and not os.path.islink(folder):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return
+            folder = os.path.dirname(folder)
+
+    def temp_files(self) -> Iterator[str]:
+        try:
+            names = os.listdir(self.location)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(TEMP_PREFIX) and self._with_stale_temp(name, remove=False):
+                yield os.path.join(self.location, name)
+
+    def remove_temp(self, name: str) -> bool:
+        return self._with_stale_temp(os.path.basename(name), remove=True)
+
+    def _with_stale_temp(self, name: str, *, remove: bool) -> bool:
+        """True if ``name`` is a temp file no live writer holds (and, if asked, remove it)."""
+        if not name.startswith(TEMP_PREFIX):
+            return False
+        path = os.path.join(self.location, name)
+        try:
+            fd = os.open(path, _OPEN_READ)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        try:
+            if remove:
+                os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(fd)
+
+
+class _LocalWriter(Writer):
+    def __init__(self, backend: LocalBackend) -> None:
+        self._backend = backend
+        self._fd = -1
+        self._path = ""
+
+    def _create(self) -> None:
+        backend = self._backend
+        while True:
+            path = os.path.join(backend.location, TEMP_PREFIX + secrets.token_hex(8))
+            try:
+                fd = os.open(path, _OPEN_TEMP, backend.fmode)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                os.makedirs(backend.location, backend.dmode, exist_ok=True)
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "create a temp file in", backend.location) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:
+                # A sweep removed it between create and lock: it saw no writer. Start over.
+                os.close(fd)
+                continue
+            os.fchmod(fd, backend.fmode)
+            self._fd, self._path = fd, path
+            return
+
+    def write(self, data: bytes) -> None:
+        if self._fd < 0:
+            self._create()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise _storage_error(exc, "write", self._path) from None
+
+    def publish(self, key: str) -> bool:
+        if self._fd < 0:
+            self._create()
+        if self._backend.fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise _storage_error(exc, "fsync", self._path) from None
+        return self._backend._link(self._path, key)
+
+    def discard(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,57 @@
+"""The exceptions the store raises.
+
+Each one also derives from the built-in exception that hashfs 0.7 raised in the same
+situation (``ValueError`` for bad arguments, ``IOError`` for a missing file), so code
+written for hashfs keeps catching what it caught before.
+"""
+
+from __future__ import annotations
+
+
+class HashFSError(Exception):
+    """Base class: catch this to handle every error the store raises on purpose."""
+
+
+class InvalidId(HashFSError, ValueError):
+    """The text is not a content id of the store's algorithm (lowercase hex, exact length)."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        super().__init__(f"invalid id {value!r}: {reason}")
+
+
+class InvalidExtension(HashFSError, ValueError):
+    """An extension that could escape its folder or confuse a parser is refused up front."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        super().__init__(f"invalid extension {value!r}: {reason}")
+
+
+class OutsideRoot(HashFSError, ValueError):
+    """A path that does not lie under the store's root is never acted on."""
+
+    def __init__(self, path: object, root: str) -> None:
+        self.path = path
+        self.root = root
+        super().__init__(f"path {path!r} is not under the store root {root!r}")
+
+
+class UnreadableInput(HashFSError, ValueError):
+    """``put`` was handed something that is neither an existing file path nor a stream."""
+
+
+class ObjectNotFound(HashFSError, FileNotFoundError):
+    """No stored object answers to this id or path."""
+
+    def __init__(self, file: object) -> None:
+        self.file = file
+        super().__init__(f"no stored object for {file!r}")
+
+
+class StorageError(HashFSError, OSError):
+    """Writing or publishing failed (a full disk, an I/O or fsync error); nothing was stored."""
+
+
+class ConfigurationError(HashFSError, ValueError):
+    """The store was built with settings that cannot address content (algorithm, depth, width)."""

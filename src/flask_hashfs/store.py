@@ -1,0 +1,316 @@
+"""HashFS: the content-addressed store. It knows no web framework.
+
+Every public name and argument of hashfs 0.7.2 is here with the same meaning; what
+changed is safety. Ids are validated, paths are confined to the root, nothing is
+globbed, and a put is one pass that publishes atomically (see ``backends.local``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from itertools import chain
+from typing import IO, Any
+
+from .address import HashAddress
+from .backends import Backend, LocalBackend, ObjectInfo, Writer
+from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
+from .hashing import BackgroundHasher
+from .layout import Layout, normalize_extension
+from .streams import PutInput, byte_chunks
+
+FileRef = str | os.PathLike[str]
+
+
+class HashFS:
+    """Content-addressable file store.
+
+    :param root: folder that holds the objects; created on the first put.
+    :param depth: number of shard folders above each object.
+    :param width: characters of the id in each shard folder's name.
+    :param algorithm: any fixed-size ``hashlib`` algorithm, or ``"blake3"`` with the
+        ``blake3`` extra installed.
+    :param fmode: permission bits of stored files (applied exactly, whatever the umask).
+    :param dmode: permission bits of created folders (the umask applies, as with mkdir).
+    :param fsync: when true, ``put`` returns only once the file and its folder entry are
+        on disk. Turn it off only for data you can afford to lose on a power cut.
+
+    .. versionchanged:: 1.0
+        Invalid ids and paths outside the root are refused; ``fsync`` was added.
+    """
+
+    def __init__(
+        self,
+        root: FileRef,
+        depth: int = 4,
+        width: int = 1,
+        algorithm: str = "sha256",
+        fmode: int = 0o664,
+        dmode: int = 0o755,
+        *,
+        fsync: bool = True,
+    ) -> None:
+        self._layout = Layout(depth, width, algorithm)
+        self.backend: Backend = LocalBackend(root, fmode=fmode, dmode=dmode, fsync=fsync)
+        self.root = self.backend.location
+        self.depth = depth
+        self.width = width
+        self.algorithm = algorithm
+        self.fmode = fmode
+        self.dmode = dmode
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        layout = f"depth={self.depth}, width={self.width}, algorithm={self.algorithm!r}"
+        return f"HashFS({self.root!r}, {layout})"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def put(self, file: PutInput, extension: str | None = None) -> HashAddress:
+        """Store the content of ``file`` (a path or a readable object) under its hash.
+
+        Content that is already stored is not written again: the address of the stored
+        object is returned with ``is_duplicate=True``, whatever extension it was stored
+        with.
+
+        :raises InvalidExtension: before anything is read.
+        :raises UnreadableInput: ``file`` is neither an existing file nor readable.
+        :raises StorageError: writing, fsync or publication failed; nothing was stored.
+        """
+        ext = normalize_extension(extension)
+        with byte_chunks(file) as chunks:
+            first = next(chunks, b"")
+            second = next(chunks, None)
+            if second is None:
+                return self._put_small(first, ext)
+            with self.backend.writer() as writer:
+                with BackgroundHasher(self._layout.new_hasher()) as hasher:
+                    for chunk in chain((first, second), chunks):
+                        hasher.update(chunk)
+                        writer.write(chunk)
+                    id = hasher.hexdigest()
+                return self._publish(writer, id, ext)
+
+    def _put_small(self, data: bytes, ext: str) -> HashAddress:
+        """One chunk: hash it first, so that a duplicate is never written at all."""
+        hasher = self._layout.new_hasher()
+        hasher.update(data)
+        id = hasher.hexdigest()
+        existing = self._find(id)
+        if existing is not None:
+            return HashAddress(id, existing, self.backend.abspath(existing), True)
+        with self.backend.writer() as writer:
+            writer.write(data)
+            return self._publish(writer, id, ext, checked=True)
+
+    def _publish(self, writer: Writer, id: str, ext: str, *, checked: bool = False) -> HashAddress:
+        existing = None if checked else self._find(id)
+        if existing is None:
+            key = self._layout.key(id, ext)
+            if writer.publish(key):
+                return HashAddress(id, key, self.backend.abspath(key), False)
+            existing = key
+        return HashAddress(id, existing, self.backend.abspath(existing), True)
+
+    # -- finding -------------------------------------------------------------------------
+
+    def _find(self, id: str) -> str | None:
+        key = self.backend.find(self._layout.stem(id))
+        return key if key is not None and self._layout.parse(key) is not None else None
+
+    def _key_of_path(self, file: object) -> str | None:
+        """The key a root-relative, cwd-relative or absolute path names, if canonical."""
+        if isinstance(file, os.PathLike):
+            file = os.fspath(file)
+        if not isinstance(file, str) or "\0" in file:
+            return None
+        if os.sep != "/" and not os.path.isabs(file):
+            file = file.replace(os.sep, "/")
+        if self._layout.parse(file) is not None:
+            return file
+        key = self.backend.key_of(file)
+        return key if key is not None and self._layout.parse(key) is not None else None
+
+    def _locate(self, file: object) -> str | None:
+        """The key of the stored object ``file`` names (id or path), or None."""
+        if self._layout.is_id(file):
+            return self._find(file)  # type: ignore[arg-type]
+        key = self._key_of_path(file)
+        if key is None or self.backend.info(key) is None:
+            return None
+        return key
+
+    def get(self, file: FileRef) -> HashAddress | None:
+        """The address of the object that an id, relative path or absolute path names."""
+        key = self._locate(file)
+        if key is None:
+            return None
+        parsed = self._layout.parse(key)
+        assert parsed is not None
+        return HashAddress(parsed[0], key, self.backend.abspath(key))
+
+    def info(self, file: FileRef) -> ObjectInfo | None:
+        """Key, size and modification time of a stored object, without opening it."""
+        key = self._locate(file)
+        return None if key is None else self.backend.info(key)
+
+    def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
+        """Open a stored object for reading (``"rb"``, or ``"r"`` for UTF-8 text).
+
+        :raises ObjectNotFound: (an ``IOError``, as in hashfs) if nothing is stored.
+        :raises ValueError: for a writing mode: stored objects never change.
+        """
+        if "r" not in mode or not set(mode) <= {"r", "b", "t"} or ("b" in mode and "t" in mode):
+            raise ValueError(f"mode {mode!r}: stored objects are read-only, use 'rb' or 'r'")
+        key = self._locate(file)
+        if key is None:
+            raise ObjectNotFound(file)
+        try:
+            stream = self.backend.open(key)
+        except FileNotFoundError:
+            raise ObjectNotFound(file) from None
+        return stream if "b" in mode else io.TextIOWrapper(stream, encoding="utf-8")
+
+    def exists(self, file: FileRef) -> bool:
+        return self._locate(file) is not None
+
+    def __contains__(self, file: object) -> bool:
+        return self._locate(file) is not None
+
+    def delete(self, file: FileRef) -> None:
+        """Remove the object and the folders it leaves empty; nothing happens if absent."""
+        key = self._locate(file)
+        if key is not None:
+            self.backend.delete(key)
+
+    # -- listing -------------------------------------------------------------------------
+
+    def files(self) -> Iterator[str]:
+        """Absolute paths of every stored file (temp files of running puts excluded)."""
+        abspath = self.backend.abspath
+        return (abspath(key) for key in self.backend.all_keys())
+
+    def folders(self) -> Iterator[str]:
+        """Absolute paths of the folders that directly hold files."""
+        previous = None
+        for key in self.backend.all_keys():
+            folder = key.rpartition("/")[0]
+            if folder != previous:
+                previous = folder
+                yield self.backend.abspath(folder) if folder else self.root
+
+    def count(self) -> int:
+        return self.backend.count()
+
+    def size(self) -> int:
+        """Total bytes of every stored file."""
+        return self.backend.size()
+
+    def __iter__(self) -> Iterator[str]:
+        return self.files()
+
+    def __len__(self) -> int:
+        return self.backend.count()
+
+    # -- checking and repair -------------------------------------------------------------
+
+    def corrupted(self, extensions: bool = True) -> Iterator[tuple[str, HashAddress]]:
+        """Yield ``(path, expected_address)`` for each file whose content does not match
+        its path: bit rot, or a file dropped into the root by hand.
+
+        With ``extensions`` a file keeps its extension when it is valid; an invalid one
+        (a space, say) is dropped from the expected address.
+        """
+        for key, address in self._misplaced(extensions):
+            yield self.backend.abspath(key), address
+
+    def _misplaced(self, extensions: bool) -> Iterator[tuple[str, HashAddress]]:
+        for key in self.backend.all_keys():
+            with self.backend.open(key) as stream:
+                id = self.computehash(stream)
+            ext = ""
+            if extensions:
+                ext = self._layout.split_name(key.rpartition("/")[2])[1]
+                try:
+                    ext = normalize_extension(ext)
+                except InvalidExtension:
+                    ext = ""
+            expected = self._layout.key(id, ext)
+            if expected != key:
+                yield key, HashAddress(id, expected, self.backend.abspath(expected))
+
+    def repair(self, extensions: bool = True) -> list[tuple[str, HashAddress]]:
+        """Move each corrupted file to where its content belongs, or drop it if that
+        content is already stored. Returns what :meth:`corrupted` reported."""
+        repaired = []
+        for key, address in list(self._misplaced(extensions)):
+            existing = self._find(address.id)
+            if existing is None:
+                self.backend.move(key, address.relpath)
+                repaired.append((self.backend.abspath(key), address))
+            else:
+                self.backend.delete(key)
+                where = HashAddress(address.id, existing, self.backend.abspath(existing))
+                repaired.append((self.backend.abspath(key), where))
+        return repaired
+
+    def stale_temp_files(self) -> list[str]:
+        """Temp files whose writer died (killed mid-put): safe to remove at any time."""
+        return list(self.backend.temp_files())
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """Remove the leftovers of crashed puts; a running put is never disturbed."""
+        return [name for name in self.backend.temp_files() if self.backend.remove_temp(name)]
+
+    # -- paths (hashfs 0.7 helpers) ------------------------------------------------------
+
+    def computehash(self, stream: PutInput) -> str:
+        """Hash a path or readable object the way ``put`` would, without storing it."""
+        hasher = self._layout.new_hasher()
+        with byte_chunks(stream) as chunks:
+            for chunk in chunks:
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def shard(self, id: str) -> list[str]:
+        return self._layout.shard(id)
+
+    def unshard(self, path: FileRef) -> str:
+        """The id of the object path ``path``.
+
+        :raises OutsideRoot: ``path`` is not under the root.
+        :raises InvalidId: ``path`` is under the root but is not an object path.
+        """
+        key = self._key_of_path(path)
+        if key is None:
+            if self.backend.key_of(os.fspath(path)) is None and not self._layout.parse(
+                os.fspath(path)
+            ):
+                raise OutsideRoot(path, self.root)
+            raise InvalidId(path, "not the path of an object in this store's layout")
+        parsed = self._layout.parse(key)
+        assert parsed is not None
+        return parsed[0]
+
+    def idpath(self, id: str, extension: str | None = "") -> str:
+        return self.backend.abspath(self._layout.key(id, extension))
+
+    def realpath(self, file: FileRef) -> str | None:
+        key = self._locate(file)
+        return None if key is None else self.backend.abspath(key)
+
+    def relpath(self, path: FileRef) -> str:
+        key = self.backend.key_of(os.fspath(path))
+        if key is None:
+            raise OutsideRoot(path, self.root)
+        return key.replace("/", os.sep)
+
+    def haspath(self, path: FileRef) -> bool:
+        return self.backend.key_of(os.fspath(path)) is not None
+
+    def makepath(self, path: FileRef) -> None:
+        self.backend.make_folder(os.fspath(path))
+
+    def remove_empty(self, subpath: FileRef) -> None:
+        self.backend.remove_empty(os.fspath(subpath))

@@ -1,0 +1,98 @@
+"""Turning what ``put`` is handed into one pass of byte chunks.
+
+hashfs 0.7 accepted a path or any readable object, read seekable streams from the start
+and put them back where they were, and stored text as UTF-8. We keep that meaning, but
+read every byte exactly once and never hold more than a chunk in memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from .errors import UnreadableInput
+
+#: Large enough that per-chunk overhead vanishes and hashlib releases the GIL,
+#: small enough that a few chunks in flight stay a few MiB.
+CHUNK_SIZE = 1 << 20
+
+PutInput = str | os.PathLike[str] | IO[bytes] | IO[str] | Any
+
+
+@contextmanager
+def byte_chunks(file: PutInput) -> Iterator[Iterator[bytes]]:
+    """Yield an iterator over the bytes to store; restore or close the source afterwards."""
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        try:
+            source = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError) as exc:
+            raise UnreadableInput(
+                f"cannot store {path!r}: not an existing file path ({exc.__class__.__name__})"
+            ) from None
+        with source:
+            yield _read_binary(source)
+        return
+    if not callable(getattr(file, "read", None)):
+        raise UnreadableInput(
+            f"cannot store {type(file).__name__!r}: pass a file path or a readable object"
+        )
+    start = _rewind(file)
+    try:
+        yield _read_any(file, rewound=start is not None)
+    finally:
+        if start is not None:
+            file.seek(start)
+
+
+def _rewind(stream: Any) -> Any:
+    """Seek a seekable stream to its start as hashfs did; return where it was, or None."""
+    try:
+        seekable = stream.seekable()
+    except (AttributeError, ValueError, OSError):
+        seekable = False
+    if not seekable:
+        return None
+    start = stream.tell()
+    stream.seek(0)
+    return start
+
+
+def _read_any(stream: Any, *, rewound: bool) -> Iterator[bytes]:
+    raw = getattr(stream, "buffer", None)
+    if rewound and isinstance(stream, io.TextIOBase) and raw is not None:
+        # Read under the text layer so that line endings are kept byte for byte.
+        yield from _reencode(_read_binary(raw), stream.encoding, stream.errors or "strict")
+        return
+    while True:
+        data = stream.read(CHUNK_SIZE)
+        if not data:
+            return
+        yield data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _read_binary(stream: Any) -> Iterator[bytes]:
+    read = stream.read
+    while True:
+        data = read(CHUNK_SIZE)
+        if not data:
+            return
+        yield data
+
+
+def _reencode(chunks: Iterator[bytes], encoding: str, errors: str) -> Iterator[bytes]:
+    if codecs.lookup(encoding).name == "utf-8":
+        yield from chunks
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if text:
+            yield text.encode("utf-8")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail.encode("utf-8")
