@@ -11,12 +11,14 @@ from .errors import (
     StorageError,
     UnreadableInput,
 )
+from .extension import FlaskHashFS
 from .store import HashFS
 
 __version__ = "1.0.0"
 
 __all__ = [
     "ConfigurationError",
+    "FlaskHashFS",
     "HashAddress",
     "HashFS",
     "HashFSError",

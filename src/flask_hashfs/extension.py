@@ -1,0 +1,185 @@
+"""FlaskHashFS: binds a :class:`HashFS` store to each Flask app that calls ``init_app``.
+
+State lives per app (in a mapping keyed by app, and the extension object itself in
+``app.extensions["hashfs"]``), never on ``self``, so one extension object serves any
+number of apps and app factories work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+from weakref import WeakKeyDictionary
+
+from flask import Flask, current_app, request
+
+from .address import HashAddress
+from .backends import ObjectInfo
+from .errors import ConfigurationError
+from .store import FileRef, HashFS
+from .streams import PutInput
+
+EXTENSION_NAME = "hashfs"
+
+
+class FlaskHashFS:
+    """Flask extension for content-addressed uploads.
+
+    :param app: an app to initialise now; or call :meth:`init_app` later.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._stores: WeakKeyDictionary[Flask, HashFS] = WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read the config, build the app's store, and register the extension.
+
+        Config keys (defaults in brackets): ``HASHFS_HOST`` [None: the request's host],
+        ``HASHFS_PATH_PREFIX`` [""], ``HASHFS_ROOT_FOLDER`` [required],
+        ``HASHFS_DEPTH`` [4], ``HASHFS_WIDTH`` [1], ``HASHFS_ALGORITHM`` ["sha256"],
+        ``HASHFS_FSYNC`` [True].
+
+        :raises ValueError: a config value is missing or invalid; the message names it.
+        :raises RuntimeError: the extension is already registered on ``app``.
+        """
+        if EXTENSION_NAME in app.extensions:
+            raise RuntimeError(
+                "A 'FlaskHashFS' instance is already registered on this Flask app."
+                " Import and use that instance instead."
+            )
+        config = app.config
+        config.setdefault("HASHFS_HOST", None)
+        config.setdefault("HASHFS_PATH_PREFIX", "")
+        config.setdefault("HASHFS_ROOT_FOLDER", None)
+        config.setdefault("HASHFS_DEPTH", 4)
+        config.setdefault("HASHFS_WIDTH", 1)
+        config.setdefault("HASHFS_ALGORITHM", "sha256")
+        config.setdefault("HASHFS_FSYNC", True)
+
+        prefix = config["HASHFS_PATH_PREFIX"]
+        if prefix is None:
+            raise ValueError(
+                'Missing configuration value for Flask-HashFS: "HASHFS_PATH_PREFIX" must be set'
+            )
+        if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
+            raise ValueError(
+                'Invalid configuration value for Flask-HashFS: "HASHFS_PATH_PREFIX" must'
+                f" start with a leading slash, not {prefix!r}"
+            )
+        root = config["HASHFS_ROOT_FOLDER"]
+        if not root:
+            raise ValueError(
+                'Missing configuration value for Flask-HashFS: "HASHFS_ROOT_FOLDER" must be set'
+            )
+        try:
+            store = HashFS(
+                root,
+                depth=config["HASHFS_DEPTH"],
+                width=config["HASHFS_WIDTH"],
+                algorithm=config["HASHFS_ALGORITHM"],
+                fsync=config["HASHFS_FSYNC"],
+            )
+        except ConfigurationError as exc:
+            raise ValueError(
+                "Invalid configuration value for Flask-HashFS"
+                f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
+            ) from exc
+        self._stores[app] = store
+        app.extensions[EXTENSION_NAME] = self
+
+    def store_for(self, app: Flask) -> HashFS:
+        """The store of ``app``, outside a request or app context."""
+        try:
+            return self._stores[app]
+        except KeyError:
+            raise RuntimeError(
+                "The current Flask app is not registered with this 'FlaskHashFS' instance."
+                " Did you forget to call 'init_app', or did you create multiple instances?"
+            ) from None
+
+    @property
+    def client(self) -> HashFS:
+        """The current app's :class:`HashFS` store."""
+        return self.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    def url_for(self, relpath: str, external: bool = True) -> str:
+        """The URL of a stored object, from its ``relpath``; it does not touch the disk.
+
+        ``HASHFS_HOST`` (or the request's host URL when None), ``HASHFS_PATH_PREFIX`` and
+        ``relpath`` are joined with exactly one slash between parts; a host with a path of
+        its own (a CDN or bucket URL) keeps it.
+        """
+        config = current_app.config
+        path = join_url_path(config["HASHFS_PATH_PREFIX"], relpath)
+        if not external:
+            return path
+        host = config["HASHFS_HOST"] or request.host_url
+        return host.rstrip("/") + path
+
+    # -- the store's API, on the current app's store ---------------------------------------
+
+    def put(self, file: PutInput, extension: str | None = None) -> HashAddress:
+        return self.client.put(file, extension)
+
+    def get(self, file: FileRef) -> HashAddress | None:
+        return self.client.get(file)
+
+    def info(self, file: FileRef) -> ObjectInfo | None:
+        return self.client.info(file)
+
+    def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
+        return self.client.open(file, mode)
+
+    def exists(self, file: FileRef) -> bool:
+        return self.client.exists(file)
+
+    def __contains__(self, file: object) -> bool:
+        return file in self.client
+
+    def delete(self, file: FileRef) -> None:
+        self.client.delete(file)
+
+    def files(self) -> Iterator[str]:
+        return self.client.files()
+
+    def folders(self) -> Iterator[str]:
+        return self.client.folders()
+
+    def count(self) -> int:
+        return self.client.count()
+
+    def size(self) -> int:
+        return self.client.size()
+
+    def corrupted(self, extensions: bool = True) -> Iterator[tuple[str, HashAddress]]:
+        return self.client.corrupted(extensions)
+
+    def repair(self, extensions: bool = True) -> list[tuple[str, HashAddress]]:
+        return self.client.repair(extensions)
+
+    def computehash(self, stream: PutInput) -> str:
+        return self.client.computehash(stream)
+
+    def idpath(self, id: str, extension: str | None = "") -> str:
+        return self.client.idpath(id, extension)
+
+    def realpath(self, file: FileRef) -> str | None:
+        return self.client.realpath(file)
+
+    def relpath(self, path: FileRef) -> str:
+        return self.client.relpath(path)
+
+    def shard(self, id: str) -> list[str]:
+        return self.client.shard(id)
+
+    def unshard(self, path: FileRef) -> str:
+        return self.client.unshard(path)
+
+
+def join_url_path(*parts: str | os.PathLike[str]) -> str:
+    """``/``-join non-empty parts with exactly one slash between them and a leading one."""
+    pieces = [str(part).replace(os.sep, "/").strip("/") for part in parts]
+    return "/" + "/".join(piece for piece in pieces if piece)
