@@ -64,6 +64,7 @@ SIGNATURES: dict[str, tuple[tuple[tuple[int, bytes], ...], ...]] = {
     "audio/webm": (((0, b"\x1a\x45\xdf\xa3"),),),
     "video/webm": (((0, b"\x1a\x45\xdf\xa3"),),),
     "video/mp4": (((4, b"ftyp"),),),
+    "audio/mp4": (((4, b"ftyp"),),),
 }
 
 
