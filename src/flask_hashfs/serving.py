@@ -250,6 +250,27 @@ def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: str) -> bo
     return not is_resource_modified(environ, etag, last_modified=last_modified)
 
 
+def store_response(
+    store: HashFS,
+    obj: StoredObject,
+    environ: WSGIEnvironment,
+    options: ServeOptions,
+    *,
+    download_name: str | None = None,
+    as_attachment: bool = False,
+) -> Response:
+    """:func:`respond` for an object of ``store``, which opens its body and names its file."""
+    return respond(
+        obj,
+        environ,
+        options,
+        lambda: store.open_stored(obj),
+        sendfile_path=store.backend.abspath(obj.key) if options.x_sendfile else None,
+        download_name=download_name,
+        as_attachment=as_attachment,
+    )
+
+
 class ObjectServer:
     """WSGI middleware that answers GET and HEAD for stored objects under ``prefix``.
 
@@ -278,25 +299,6 @@ class ObjectServer:
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             obj = self.store.stat(path[len(self.prefix) :])
             if obj is not None:
-                return self.response(obj, environ)(environ, start_response)
+                response = store_response(self.store, obj, environ, self.options)
+                return response(environ, start_response)
         return self.app(environ, start_response)
-
-    def response(
-        self,
-        obj: StoredObject,
-        environ: WSGIEnvironment,
-        *,
-        download_name: str | None = None,
-        as_attachment: bool = False,
-    ) -> Response:
-        """:func:`respond` for ``obj`` with this store's body and file path."""
-        store = self.store
-        return respond(
-            obj,
-            environ,
-            self.options,
-            lambda: store.open_stored(obj),
-            sendfile_path=store.backend.abspath(obj.key) if self.options.x_sendfile else None,
-            download_name=download_name,
-            as_attachment=as_attachment,
-        )
