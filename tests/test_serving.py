@@ -480,3 +480,21 @@ def test_the_extension_does_not_keep_apps_alive(tmp_path: Path) -> None:
     del app
     gc.collect()
     assert collected() is None
+
+
+def test_object_deleted_between_lookup_and_open_is_404(
+    get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, fs = app_fs
+    store = fs.store_for(app)
+    real_stat = store.stat
+
+    def stat_then_delete(key: str) -> object:
+        found = real_stat(key)
+        os.unlink(png.abspath)  # a concurrent delete, at the worst instant
+        return found
+
+    monkeypatch.setattr(store, "stat", stat_then_delete)
+    assert get(url(png)).status == 404
+    Path(png.abspath).write_bytes(PNG)
+    assert get(f"/download/{png.id}").status == 404

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from .address import HashAddress
 from .backends import ObjectInfo
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ObjectNotFound
 from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions, store_response
 from .store import FileRef, HashFS
 from .streams import PutInput
@@ -173,14 +173,17 @@ class FlaskHashFS:
         obj = None if info is None else store.stat(info.key)
         if obj is None:
             raise NotFound()
-        return store_response(
-            store,
-            obj,
-            request.environ,
-            serving,
-            download_name=download_name,
-            as_attachment=as_attachment,
-        )
+        try:
+            return store_response(
+                store,
+                obj,
+                request.environ,
+                serving,
+                download_name=download_name,
+                as_attachment=as_attachment,
+            )
+        except ObjectNotFound:  # deleted since stat
+            raise NotFound() from None
 
     # -- the store's API, on the current app's store ---------------------------------------
 

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from .address import StoredObject
+from .errors import ObjectNotFound
 from .store import HashFS
 
 if TYPE_CHECKING:
@@ -299,6 +300,9 @@ class ObjectServer:
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             obj = self.store.stat(path[len(self.prefix) :])
             if obj is not None:
-                response = store_response(self.store, obj, environ, self.options)
+                try:
+                    response = store_response(self.store, obj, environ, self.options)
+                except ObjectNotFound:  # deleted since stat: as if it never was
+                    return self.app(environ, start_response)
                 return response(environ, start_response)
         return self.app(environ, start_response)
