@@ -225,6 +225,7 @@ def test_if_range(get: Fetch, png: HashAddress, if_range: str, status: int) -> N
         (".js", "application/javascript; charset=utf-8"),
         (".exe", "application/octet-stream"),
         (".tar.gz", "application/octet-stream"),
+        (".svgz", "application/octet-stream"),
         ("", "application/octet-stream"),
     ],
 )
@@ -276,6 +277,11 @@ def test_active_types_cannot_be_allowed_inline(tmp_path: Path, active: str) -> N
             "Ñandú／pingüino.png",  # noqa: RUF001 - a non-ASCII slash must stay in the name
             "attachment; filename=\"Nandu/pinguino.png\"; filename*=UTF-8''"
             "%C3%91and%C3%BA%EF%BC%8Fping%C3%BCino.png",
+        ),
+        ("a\r\nSet-Cookie: x=1.png", 'attachment; filename="aSet-Cookie: x=1.png"'),
+        (
+            "те:/ст.png",
+            "attachment; filename=\":/.png\"; filename*=UTF-8''%D1%82%D0%B5%3A%2F%D1%81%D1%82.png",
         ),
         (
             "Vögel ☃.png",
