@@ -219,10 +219,10 @@ def respond(
 
     headers["Accept-Ranges"] = "bytes"
     headers["Content-Length"] = str(obj.size)
-    body: Iterable[bytes] = ()
+    # Headers first: anything that can fail does so before a file is open.
+    response = Response((), headers=headers, direct_passthrough=True)
     if environ.get("REQUEST_METHOD") != "HEAD":
-        body = wrap_file(environ, open_body())
-    response = Response(body, headers=headers, direct_passthrough=True)
+        response.response = wrap_file(environ, open_body())
     if "HTTP_RANGE" not in environ and "HTTP_IF_MATCH" not in environ:
         return response
     try:
