@@ -113,7 +113,8 @@ class FlaskHashFS:
             if not prefix:
                 raise ValueError(
                     'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
-                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would shadow the app'
+                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a URL space'
+                    " of their own, apart from the app's pages"
                 )
             server = ObjectServer(app.wsgi_app, store, prefix, serving)
             app.wsgi_app = server  # type: ignore[method-assign]
