@@ -124,7 +124,7 @@ def test_html_disguised_as_an_image_is_refused(
         data={"photo": (io.BytesIO(HTML), "cat.png", "image/png")},
     )
     assert reply.status_code == 415
-    assert b"not a image/png file" in reply.data
+    assert b"The content does not match its type (image/png)." in reply.data
     assert stored(app_fs) == []
 
 
