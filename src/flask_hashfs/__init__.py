@@ -1,6 +1,6 @@
 """Flask-HashFS: content-addressed file storage for Flask applications."""
 
-from .address import HashAddress
+from .address import HashAddress, StoredObject
 from .errors import (
     ConfigurationError,
     HashFSError,
@@ -27,6 +27,7 @@ __all__ = [
     "ObjectNotFound",
     "OutsideRoot",
     "StorageError",
+    "StoredObject",
     "UnreadableInput",
     "__version__",
 ]

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, request
+from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response
 
-from .address import HashAddress
+from .address import HashAddress, StoredObject
 from .backends import ObjectInfo
 from .errors import ConfigurationError
+from .serving import DEFAULT_INLINE_TYPES, ServeOptions, respond
 from .store import FileRef, HashFS
 from .streams import PutInput
 
 EXTENSION_NAME = "hashfs"
+#: The endpoint of the serving route, for ``flask.url_for("hashfs.serve", key=relpath)``.
+SERVE_ENDPOINT = "hashfs.serve"
+
+
+class _AppState(NamedTuple):
+    store: HashFS
+    serving: ServeOptions
 
 
 class FlaskHashFS:
@@ -30,7 +40,7 @@ class FlaskHashFS:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._stores: WeakKeyDictionary[Flask, HashFS] = WeakKeyDictionary()
+        self._state: WeakKeyDictionary[Flask, _AppState] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -58,6 +68,10 @@ class FlaskHashFS:
         config.setdefault("HASHFS_WIDTH", 1)
         config.setdefault("HASHFS_ALGORITHM", "sha256")
         config.setdefault("HASHFS_FSYNC", True)
+        config.setdefault("HASHFS_SERVE", False)
+        config.setdefault("HASHFS_INLINE_TYPES", DEFAULT_INLINE_TYPES)
+        config.setdefault("HASHFS_X_ACCEL_REDIRECT", None)
+        config.setdefault("HASHFS_X_SENDFILE", False)
 
         prefix = config["HASHFS_PATH_PREFIX"]
         if prefix is None:
@@ -87,23 +101,88 @@ class FlaskHashFS:
                 "Invalid configuration value for Flask-HashFS"
                 f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
             ) from exc
-        self._stores[app] = store
+        serving = _serve_options(config)
+        if config["HASHFS_SERVE"]:
+            if not prefix:
+                raise ValueError(
+                    'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
+                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would catch every URL'
+                )
+            app.add_url_rule(
+                prefix.rstrip("/") + "/<path:key>",
+                endpoint=SERVE_ENDPOINT,
+                view_func=self._serve_route,
+                merge_slashes=False,
+            )
+        self._state[app] = _AppState(store, serving)
         app.extensions[EXTENSION_NAME] = self
 
-    def store_for(self, app: Flask) -> HashFS:
-        """The store of ``app``, outside a request or app context."""
+    def _state_for(self, app: Flask) -> _AppState:
         try:
-            return self._stores[app]
+            return self._state[app]
         except KeyError:
             raise RuntimeError(
                 "The current Flask app is not registered with this 'FlaskHashFS' instance."
                 " Did you forget to call 'init_app', or did you create multiple instances?"
             ) from None
 
+    def store_for(self, app: Flask) -> HashFS:
+        """The store of ``app``, outside a request or app context."""
+        return self._state_for(app).store
+
     @property
     def client(self) -> HashFS:
         """The current app's :class:`HashFS` store."""
         return self.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _serve_route(self, key: str) -> Response:
+        """The ``HASHFS_SERVE`` view: exactly the key ``put`` returned, or 404."""
+        state = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
+        obj = state.store.stat(key)
+        if obj is None:
+            raise NotFound()
+        return self._respond(state, obj, None, False)
+
+    def send(
+        self, file: FileRef, *, download_name: str | None = None, as_attachment: bool = False
+    ) -> Response:
+        """A response serving a stored object, for a view of your own (to check access
+        first, or to give the download the user's original file name).
+
+        It has every header the ``HASHFS_SERVE`` route sends, and honours the hand-off
+        config. Active content is always an attachment.
+
+        :param file: an id, relpath or absolute path, as for :meth:`get`.
+        :param download_name: the name a browser saves the file under (any Unicode).
+        :param as_attachment: download even a type the browser could show inline.
+        :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
+        """
+        state = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
+        info = state.store.info(file)
+        obj = None if info is None else state.store.stat(info.key)
+        if obj is None:
+            raise NotFound()
+        return self._respond(state, obj, download_name, as_attachment)
+
+    def _respond(
+        self,
+        state: _AppState,
+        obj: StoredObject,
+        download_name: str | None,
+        as_attachment: bool,
+    ) -> Response:
+        store = state.store
+        return respond(
+            obj,
+            request.environ,
+            state.serving,
+            lambda: store.open(obj.key),
+            sendfile_path=store.backend.abspath(obj.key) if state.serving.x_sendfile else None,
+            download_name=download_name,
+            as_attachment=as_attachment,
+        )
 
     def url_for(self, relpath: str, external: bool = True) -> str:
         """The URL of a stored object, from its ``relpath``; it does not touch the disk.
@@ -177,6 +256,26 @@ class FlaskHashFS:
 
     def unshard(self, path: FileRef) -> str:
         return self.client.unshard(path)
+
+
+def _serve_options(config: Any) -> ServeOptions:
+    inline = config["HASHFS_INLINE_TYPES"]
+    if isinstance(inline, str) or not all(isinstance(t, str) for t in inline):
+        raise ValueError(
+            'Invalid configuration value for Flask-HashFS: "HASHFS_INLINE_TYPES" must be a'
+            f" collection of media types, not {inline!r}"
+        )
+    try:
+        return ServeOptions(
+            inline_types=frozenset(t.lower() for t in inline),
+            x_accel_redirect=config["HASHFS_X_ACCEL_REDIRECT"],
+            x_sendfile=bool(config["HASHFS_X_SENDFILE"]),
+        )
+    except ValueError as exc:
+        raise ValueError(
+            "Invalid configuration value for Flask-HashFS"
+            f" (HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE): {exc}"
+        ) from exc
 
 
 def join_url_path(*parts: str | os.PathLike[str]) -> str:
