@@ -33,8 +33,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS upload (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    uploaded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+    content_type TEXT NOT NULL
 )
 """
 
@@ -87,7 +86,7 @@ def database(*, write: bool = False) -> Iterator[sqlite3.Connection]:
 
 def gallery() -> str:
     with database() as db:
-        rows = db.execute("SELECT * FROM upload ORDER BY uploaded_at DESC, name").fetchall()
+        rows = db.execute("SELECT * FROM upload ORDER BY rowid DESC").fetchall()
     items = []
     for row in rows:
         info = fs.info(row["id"])
