@@ -8,7 +8,6 @@ and stored nowhere twice.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import secrets
 import sqlite3
@@ -20,6 +19,7 @@ from flask import Flask, abort, current_app, flash, redirect, render_template, r
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS
+from flask_hashfs.serving import media_type
 
 fs = FlaskHashFS()
 
@@ -117,8 +117,8 @@ def upload() -> Response:
                 f"{name}: refused, only {', '.join(sorted(ALLOWED_EXTENSIONS))} files.", "refused"
             )
             continue
-        # The type comes from the extension we store under, never from the client.
-        content_type = mimetypes.guess_type("file" + extension)[0] or "application/octet-stream"
+        # The type the serving route will send: from the extension, never from the client.
+        content_type = media_type(extension)
         with database(write=True) as db:
             address = fs.put(file, extension=extension)
             db.execute(
