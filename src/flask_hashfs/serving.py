@@ -54,6 +54,7 @@ DEFAULT_INLINE_TYPES = frozenset(
         "audio/webm",
         "audio/flac",
         "audio/aac",
+        "audio/mp4",
         "video/mp4",
         "video/webm",
         "video/ogg",
@@ -61,23 +62,33 @@ DEFAULT_INLINE_TYPES = frozenset(
     }
 )
 
-#: Types that run script or markup when rendered; never inline, whatever the allow-list.
-ACTIVE_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/javascript",
-        "application/javascript",
-        "application/x-javascript",
-        "text/xsl",
-        "application/xslt+xml",
-    }
-)
+
+def is_active(mimetype: str) -> bool:
+    """Whether a browser may run script or markup of this type: HTML, any XML (SVG,
+    XHTML, XSLT, feeds) and JavaScript. Such types are never served inline."""
+    kind = mimetype.partition(";")[0].strip().lower()
+    return (
+        "html" in kind
+        or kind.endswith(("/xml", "+xml", "/xsl"))
+        or "javascript" in kind
+        or "ecmascript" in kind
+    )
+
 
 _OCTET_STREAM = "application/octet-stream"
+
+#: Python's built-in table, not the host's /etc/mime.types: a response cached for a year
+#: must not depend on which machine served it. Common media it lacks are added.
+_TYPES = mimetypes.MimeTypes()
+for _type, _extensions in {
+    "audio/ogg": (".ogg", ".oga", ".opus"),
+    "video/ogg": (".ogv",),
+    "audio/flac": (".flac",),
+    "audio/mp4": (".m4a",),
+    "audio/webm": (".weba",),
+}.items():
+    for _extension in _extensions:
+        _TYPES.add_type(_type, _extension)
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,7 @@ class ServeOptions:
     x_sendfile: bool = False
 
     def __post_init__(self) -> None:
-        active = sorted(self.inline_types & ACTIVE_TYPES)
+        active = sorted(t for t in self.inline_types if is_active(t))
         if active:
             raise ValueError(f"active content can never be served inline: {active}")
         if self.x_accel_redirect is not None and self.x_sendfile:
@@ -118,7 +129,7 @@ def media_type(extension: str) -> str:
     """
     if not extension:
         return _OCTET_STREAM
-    guessed, encoding = mimetypes.guess_type("x" + extension.lower(), strict=False)
+    guessed, encoding = _TYPES.guess_type("x" + extension.lower(), strict=False)
     if guessed is None or encoding is not None:
         return _OCTET_STREAM
     return guessed
@@ -138,6 +149,8 @@ def content_disposition(disposition: str, download_name: str | None) -> str:
     """
     if not download_name:
         return disposition
+    # A name from a database row must not end the header line or add another one.
+    download_name = "".join(c for c in download_name if unicodedata.category(c) != "Cc")
     try:
         download_name.encode("ascii")
     except UnicodeEncodeError:
@@ -202,7 +215,6 @@ def respond(
         if sendfile_path is None:
             raise ValueError("X-Sendfile needs the object's file path")
         headers["X-Sendfile"] = sendfile_path
-        headers["Content-Length"] = str(obj.size)
         return Response(headers=headers)
 
     headers["Accept-Ranges"] = "bytes"
