@@ -16,10 +16,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from flask import Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS
 from flask_hashfs.serving import media_type
+from flask_hashfs.uploads import filename_extension
 
 fs = FlaskHashFS()
 
@@ -111,25 +113,25 @@ def upload() -> Response:
         flash("Choose one or more files first.", "refused")
     for file in files:
         name = file.filename or ""
-        extension = Path(name).suffix.lower()
-        if extension not in ALLOWED_EXTENSIONS:
-            flash(
-                f"{name}: refused, only {', '.join(sorted(ALLOWED_EXTENSIONS))} files.", "refused"
-            )
-            continue
-        # The type the serving route will send: from the extension, never from the client.
-        content_type = media_type(extension)
-        with database(write=True) as db:
-            address = fs.put(file, extension=extension)
-            db.execute(
-                "INSERT OR IGNORE INTO upload (id, name, content_type) VALUES (?, ?, ?)",
-                (address.id, name, content_type),
-            )
-            first = db.execute("SELECT name FROM upload WHERE id = ?", (address.id,)).fetchone()
-        if address.is_duplicate:
-            flash(f"{name}: duplicate, already stored as {first['name']}.", "duplicate")
+        try:
+            with database(write=True) as db:
+                address = fs.put_upload(file, allowed_extensions=ALLOWED_EXTENSIONS)
+                # The type the serving route sends: from the stored extension, never
+                # from the client.
+                content_type = media_type(filename_extension(address.relpath))
+                db.execute(
+                    "INSERT OR IGNORE INTO upload (id, name, content_type) VALUES (?, ?, ?)",
+                    (address.id, name, content_type),
+                )
+                first = db.execute("SELECT name FROM upload WHERE id = ?", (address.id,))
+                first_name = first.fetchone()["name"]
+        except HTTPException as refusal:
+            flash(f"{name}: refused. {refusal.description}", "refused")
         else:
-            flash(f"{name}: stored.", "stored")
+            if address.is_duplicate:
+                flash(f"{name}: duplicate, already stored as {first_name}.", "duplicate")
+            else:
+                flash(f"{name}: stored.", "stored")
     return redirect(url_for("gallery"), code=303)
 
 
