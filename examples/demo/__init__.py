@@ -2,8 +2,8 @@
 
 It follows the documented pattern: the bytes go into the store, and a database row keeps
 the content id next to what the app knows about the upload (original name, content
-type). One row per content: uploading the same bytes again is recognised as a duplicate
-and stored nowhere twice.
+type). One row per content: uploading the same bytes again is recognised as a duplicate,
+and neither stored nor listed twice; so deleting a row may delete its object at once.
 """
 
 from __future__ import annotations
