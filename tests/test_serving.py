@@ -8,8 +8,10 @@ attachment names, confinement, not-found), plus ranges, If-Range, HEAD and hosti
 
 from __future__ import annotations
 
+import gc
 import io
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from http.client import HTTPMessage
 from pathlib import Path
@@ -465,3 +467,16 @@ def test_304_and_head_never_open_the_file(
     assert opened == []
     assert get(url(png)).body == PNG
     assert opened == [png.relpath]
+
+
+def test_the_extension_does_not_keep_apps_alive(tmp_path: Path) -> None:
+    fs = FlaskHashFS()
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=str(tmp_path), HASHFS_PATH_PREFIX="/uploads", HASHFS_SERVE=True
+    )
+    fs.init_app(app)
+    collected = weakref.ref(app)
+    del app
+    gc.collect()
+    assert collected() is None

@@ -16,7 +16,6 @@ import mimetypes
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
@@ -189,13 +188,13 @@ def respond(
     """
     content_type, inline = _type_headers(obj.extension, options.inline_types)
     etag = f'"{obj.id}"'
-    last_modified = datetime.fromtimestamp(int(obj.mtime), UTC)
+    last_modified = _http_date(int(obj.mtime))
     headers = {
         "Content-Type": content_type,
         "ETag": etag,
         "Cache-Control": CACHE_CONTROL,
         "X-Content-Type-Options": "nosniff",
-        "Last-Modified": http_date(last_modified),
+        "Last-Modified": last_modified,
     }
     if _not_modified(environ, etag, last_modified):
         return Response(status=304, headers=headers)
@@ -234,7 +233,13 @@ def respond(
         return Response(status=416, headers=headers)
 
 
-def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: datetime) -> bool:
+@lru_cache(maxsize=1024)
+def _http_date(timestamp: int) -> str:
+    """Formatting a date is a few microseconds of every response; hot objects repeat."""
+    return http_date(timestamp)
+
+
+def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: str) -> bool:
     """Whether the client's copy is current (304). A browser revalidating sends back
     exactly our one ETag: that common case skips parsing; werkzeug decides the rest."""
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
@@ -243,6 +248,27 @@ def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: datetime) 
     if if_none_match is None and "HTTP_IF_MODIFIED_SINCE" not in environ:
         return False
     return not is_resource_modified(environ, etag, last_modified=last_modified)
+
+
+def store_response(
+    store: HashFS,
+    obj: StoredObject,
+    environ: WSGIEnvironment,
+    options: ServeOptions,
+    *,
+    download_name: str | None = None,
+    as_attachment: bool = False,
+) -> Response:
+    """:func:`respond` for an object of ``store``, which opens its body and names its file."""
+    return respond(
+        obj,
+        environ,
+        options,
+        lambda: store.open_stored(obj),
+        sendfile_path=store.backend.abspath(obj.key) if options.x_sendfile else None,
+        download_name=download_name,
+        as_attachment=as_attachment,
+    )
 
 
 class ObjectServer:
@@ -273,25 +299,6 @@ class ObjectServer:
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             obj = self.store.stat(path[len(self.prefix) :])
             if obj is not None:
-                return self.response(obj, environ)(environ, start_response)
+                response = store_response(self.store, obj, environ, self.options)
+                return response(environ, start_response)
         return self.app(environ, start_response)
-
-    def response(
-        self,
-        obj: StoredObject,
-        environ: WSGIEnvironment,
-        *,
-        download_name: str | None = None,
-        as_attachment: bool = False,
-    ) -> Response:
-        """:func:`respond` for ``obj`` with this store's body and file path."""
-        store = self.store
-        return respond(
-            obj,
-            environ,
-            self.options,
-            lambda: store.open_stored(obj),
-            sendfile_path=store.backend.abspath(obj.key) if self.options.x_sendfile else None,
-            download_name=download_name,
-            as_attachment=as_attachment,
-        )
