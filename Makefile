@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+PORT ?= 5000
 
 .PHONY: test lint typecheck demo bench
 
@@ -22,3 +23,7 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/.
+demo: $(STAMP)
+	$(BIN)/flask --app examples/demo run --host 127.0.0.1 --port $(PORT)
