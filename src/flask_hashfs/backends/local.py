@@ -99,17 +99,31 @@ class LocalBackend(Backend):
             writer.discard()
 
     def find(self, stem: str) -> str | None:
-        folder, _, name = stem.rpartition("/")
+        """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.
+
+        An object stored without extension costs one lstat before the folder check; only
+        with an extension is the folder listed (its entries carry their file type, so
+        no lstat per candidate).
+        """
+        path = self.abspath(stem)
         try:
-            names = os.listdir(self.abspath(folder) if folder else self.location)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return stem if self._folders_are_real(stem) else None
+        except OSError:
+            pass
+        dotted = stem.rpartition("/")[2] + "."
+        try:
+            with os.scandir(path.rpartition(os.sep)[0]) as scan:
+                names = [
+                    e.name
+                    for e in scan
+                    if e.name.startswith(dotted) and e.is_file(follow_symlinks=False)
+                ]
         except OSError:
             return None
-        dotted = name + "."
-        for candidate in sorted(n for n in names if n == name or n.startswith(dotted)):
-            key = f"{folder}/{candidate}" if folder else candidate
-            if self.info(key) is not None:
-                return key
-        return None
+        if not names or not self._folders_are_real(stem):
+            return None
+        return stem[: len(stem) - len(dotted) + 1] + min(names)
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
