@@ -134,7 +134,8 @@ class Layout:
 
     def stem(self, id: str) -> str:
         """The key of ``id`` without extension."""
-        return "/".join(self.shard(id))
+        stem = self.stem_of(id)
+        return self.check_id(id) if stem is None else stem
 
     def stem_of(self, value: object) -> str | None:
         """The stem of ``value`` if it is a valid id, else None.

@@ -198,19 +198,30 @@ class LocalBackend(Backend):
         raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
 
     def _make_folders(self, folder: str) -> list[str]:
-        made = []
-        path = self.location
-        for part in os.path.relpath(folder, self.location).split(os.sep):
-            if part == os.curdir:
-                break
-            path = os.path.join(path, part)
+        """Create ``folder`` and its missing parents under the root; return them, top first.
+
+        Deepest first: usually only the last shard folder is missing, and a mkdir that
+        fails with EEXIST costs as much as one that succeeds.
+        """
+        pending, made = [folder], []
+        while pending:
+            path = pending[-1]
             try:
                 os.mkdir(path, self.dmode)
             except FileExistsError:
+                pass
+            except FileNotFoundError:
+                parent = os.path.dirname(path)
+                if not parent.startswith(self._prefix):
+                    message = f"could not create {folder!r}: the root vanished"
+                    raise StorageError(errno.ENOENT, message, folder) from None
+                pending.append(parent)
                 continue
             except OSError as exc:
                 raise _storage_error(exc, "create folder", path) from None
-            made.append(path)
+            else:
+                made.append(path)
+            pending.pop()
         return made
 
     def all_keys(self) -> Iterator[str]:
