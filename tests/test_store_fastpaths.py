@@ -102,3 +102,10 @@ def test_depth_zero_store_counts_files_in_the_root(tmp_path: Path) -> None:
     assert fs.count() == 1
     assert fs.size() == len(DATA)
     assert fs.get(ID) is not None
+
+
+def test_a_file_with_an_invalid_extension_is_not_an_object(root: Path) -> None:
+    stored_at(root, ID[4:] + ".a b")
+    fs = HashFS(root)
+    assert not fs.exists(ID)
+    assert fs.get(ID) is None

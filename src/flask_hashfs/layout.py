@@ -82,6 +82,11 @@ def normalize_extension(extension: str | None) -> str:
     return ext
 
 
+def is_extension(text: str) -> bool:
+    """True if ``text`` is a valid, normalized extension such as ``.jpg``."""
+    return len(text) <= MAX_EXTENSION_LENGTH and _EXTENSION.fullmatch(text) is not None
+
+
 @dataclass(frozen=True)
 class Layout:
     """How ids map to keys for one store: ``depth`` folders of ``width`` characters each."""
@@ -168,9 +173,7 @@ class Layout:
         if not self._id_pattern.fullmatch(id):
             return None
         extension = name[rest:]
-        if extension and (
-            len(extension) > MAX_EXTENSION_LENGTH or not _EXTENSION.fullmatch(extension)
-        ):
+        if extension and not is_extension(extension):
             return None
         return id, extension
 

@@ -17,7 +17,7 @@ from .address import HashAddress
 from .backends import Backend, LocalBackend, ObjectInfo, Writer
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
 from .hashing import BackgroundHasher
-from .layout import Layout, normalize_extension
+from .layout import Layout, is_extension, normalize_extension
 from .streams import PutInput, byte_chunks
 
 FileRef = str | os.PathLike[str]
@@ -122,7 +122,7 @@ class HashFS:
         key = self.backend.find(stem)
         if key is None or key == stem:
             return key
-        return key if self._layout.parse(key) is not None else None
+        return key if is_extension(key[len(stem) :]) else None
 
     def _key_of_path(self, file: object) -> str | None:
         """The key a root-relative, cwd-relative or absolute path names, if canonical."""
