@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 5000
+BENCH_STAMP := $(VENV)/.bench-stamp
 
 .PHONY: test lint typecheck demo bench
 
@@ -13,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,test]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,3 +32,6 @@ test: lint typecheck
 # The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/.
 demo: $(STAMP)
 	$(BIN)/flask --app examples/demo run --host 127.0.0.1 --port $(PORT)
+# The store against its limit and hashfs 0.7.2 (under 10 minutes; ARGS=--quick for ~1).
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_store.py $(ARGS)

@@ -82,6 +82,11 @@ def normalize_extension(extension: str | None) -> str:
     return ext
 
 
+def is_extension(text: str) -> bool:
+    """True if ``text`` is a valid, normalized extension such as ``.jpg``."""
+    return len(text) <= MAX_EXTENSION_LENGTH and _EXTENSION.fullmatch(text) is not None
+
+
 @dataclass(frozen=True)
 class Layout:
     """How ids map to keys for one store: ``depth`` folders of ``width`` characters each."""
@@ -92,6 +97,7 @@ class Layout:
     new_hasher: Callable[[], Hasher] = field(init=False, repr=False, compare=False)
     id_length: int = field(init=False)
     _id_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _stem_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
@@ -108,6 +114,9 @@ class Layout:
         object.__setattr__(self, "new_hasher", make)
         object.__setattr__(self, "id_length", length)
         object.__setattr__(self, "_id_pattern", re.compile(f"[0-9a-f]{{{length}}}"))
+        folder = f"([0-9a-f]{{{self.width}}})"
+        rest = f"([0-9a-f]{{{length - self.depth * self.width}}})"
+        object.__setattr__(self, "_stem_pattern", re.compile(folder * self.depth + rest))
 
     def is_id(self, value: object) -> bool:
         return isinstance(value, str) and self._id_pattern.fullmatch(value) is not None
@@ -130,7 +139,19 @@ class Layout:
 
     def stem(self, id: str) -> str:
         """The key of ``id`` without extension."""
-        return "/".join(self.shard(id))
+        stem = self.stem_of(id)
+        return self.check_id(id) if stem is None else stem
+
+    def stem_of(self, value: object) -> str | None:
+        """The stem of ``value`` if it is a valid id, else None.
+
+        Lookups by id are the hot path of serving: one regex both checks the id and
+        cuts it into folders.
+        """
+        if not isinstance(value, str):
+            return None
+        match = self._stem_pattern.fullmatch(value)
+        return None if match is None else "/".join(match.groups())
 
     def key(self, id: str, extension: str | None = None) -> str:
         return self.stem(id) + normalize_extension(extension)
@@ -152,9 +173,7 @@ class Layout:
         if not self._id_pattern.fullmatch(id):
             return None
         extension = name[rest:]
-        if extension and (
-            len(extension) > MAX_EXTENSION_LENGTH or not _EXTENSION.fullmatch(extension)
-        ):
+        if extension and not is_extension(extension):
             return None
         return id, extension
 

@@ -17,7 +17,7 @@ from .address import HashAddress, StoredObject
 from .backends import Backend, LocalBackend, ObjectInfo, Writer
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
 from .hashing import BackgroundHasher
-from .layout import Layout, normalize_extension
+from .layout import Layout, is_extension, normalize_extension
 from .streams import PutInput, byte_chunks
 
 FileRef = str | os.PathLike[str]
@@ -116,8 +116,13 @@ class HashFS:
     # -- finding -------------------------------------------------------------------------
 
     def _find(self, id: str) -> str | None:
-        key = self.backend.find(self._layout.stem(id))
-        return key if key is not None and self._layout.parse(key) is not None else None
+        return self._find_stem(self._layout.stem(id))
+
+    def _find_stem(self, stem: str) -> str | None:
+        key = self.backend.find(stem)
+        if key is None or key == stem:
+            return key
+        return key if is_extension(key[len(stem) :]) else None
 
     def _key_of_path(self, file: object) -> str | None:
         """The key a root-relative, cwd-relative or absolute path names, if canonical."""
@@ -134,8 +139,9 @@ class HashFS:
 
     def _locate(self, file: object) -> str | None:
         """The key of the stored object ``file`` names (id or path), or None."""
-        if self._layout.is_id(file):
-            return self._find(file)  # type: ignore[arg-type]
+        stem = self._layout.stem_of(file)
+        if stem is not None:
+            return self._find_stem(stem)
         key = self._key_of_path(file)
         if key is None or self.backend.info(key) is None:
             return None
@@ -143,6 +149,11 @@ class HashFS:
 
     def get(self, file: FileRef) -> HashAddress | None:
         """The address of the object that an id, relative path or absolute path names."""
+        stem = self._layout.stem_of(file)
+        if stem is not None:
+            key = self._find_stem(stem)
+            id = stem.replace("/", "")
+            return None if key is None else HashAddress(id, key, self.backend.abspath(key))
         key = self._locate(file)
         if key is None:
             return None

@@ -26,7 +26,9 @@ PutInput = str | os.PathLike[str] | IO[bytes] | IO[str] | Any
 @contextmanager
 def byte_chunks(file: PutInput) -> Iterator[Iterator[bytes]]:
     """Yield an iterator over the bytes to store; restore or close the source afterwards."""
-    if isinstance(file, (str, os.PathLike)):
+    # Readable objects first, as hashfs did: isinstance() against the os.PathLike ABC costs
+    # microseconds for every other type, a visible part of a small put.
+    if isinstance(file, str) or (not hasattr(file, "read") and isinstance(file, os.PathLike)):
         path = os.fspath(file)
         try:
             source = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
@@ -37,16 +39,17 @@ def byte_chunks(file: PutInput) -> Iterator[Iterator[bytes]]:
         with source:
             yield _read_binary(source)
         return
-    if not callable(getattr(file, "read", None)):
+    stream: Any = file
+    if not callable(getattr(stream, "read", None)):
         raise UnreadableInput(
-            f"cannot store {type(file).__name__!r}: pass a file path or a readable object"
+            f"cannot store {type(stream).__name__!r}: pass a file path or a readable object"
         )
-    start = _rewind(file)
+    start = _rewind(stream)
     try:
-        yield _read_any(file, rewound=start is not None)
+        yield _read_any(stream, rewound=start is not None)
     finally:
         if start is not None:
-            file.seek(start)
+            stream.seek(start)
 
 
 def _rewind(stream: Any) -> Any:
@@ -64,7 +67,7 @@ def _rewind(stream: Any) -> Any:
 
 def _read_any(stream: Any, *, rewound: bool) -> Iterator[bytes]:
     raw = getattr(stream, "buffer", None)
-    if rewound and isinstance(stream, io.TextIOBase) and raw is not None:
+    if raw is not None and rewound and isinstance(stream, io.TextIOBase):
         # Read under the text layer so that line endings are kept byte for byte.
         yield from _reencode(_read_binary(raw), stream.encoding, stream.errors or "strict")
         return

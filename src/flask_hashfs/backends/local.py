@@ -14,8 +14,10 @@ import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError
@@ -29,6 +31,11 @@ _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: final fsync of a large put waits for the tail only instead of the whole file.
 _WRITEBACK_STEP = 8 << 20
 _start_writeback = getattr(os, "posix_fadvise", None)
+#: count() and size() walk the top shard folders on this many threads. scandir and lstat
+#: release the GIL: on a cold cache the disk gets several reads at once (measured on a
+#: virtual disk over 100,000 objects: 4.7 s on 1 thread, 3.3 s on 2, 1.8 s on 8), and on a
+#: warm cache the threads cost nothing measurable.
+_WALKERS = 8
 
 
 def _fsync_folder(path: str) -> None:
@@ -92,17 +99,31 @@ class LocalBackend(Backend):
             writer.discard()
 
     def find(self, stem: str) -> str | None:
-        folder, _, name = stem.rpartition("/")
+        """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.
+
+        An object stored without extension costs one lstat before the folder check; only
+        with an extension is the folder listed (its entries carry their file type, so
+        no lstat per candidate).
+        """
+        path = self.abspath(stem)
         try:
-            names = os.listdir(self.abspath(folder) if folder else self.location)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return stem if self._folders_are_real(stem) else None
+        except OSError:
+            pass
+        dotted = stem.rpartition("/")[2] + "."
+        try:
+            with os.scandir(path.rpartition(os.sep)[0]) as scan:
+                names = [
+                    e.name
+                    for e in scan
+                    if e.name.startswith(dotted) and e.is_file(follow_symlinks=False)
+                ]
         except OSError:
             return None
-        dotted = name + "."
-        for candidate in sorted(n for n in names if n == name or n.startswith(dotted)):
-            key = f"{folder}/{candidate}" if folder else candidate
-            if self.info(key) is not None:
-                return key
-        return None
+        if not names or not self._folders_are_real(stem):
+            return None
+        return stem[: len(stem) - len(dotted) + 1] + min(names)
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
@@ -177,19 +198,30 @@ class LocalBackend(Backend):
         raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
 
     def _make_folders(self, folder: str) -> list[str]:
-        made = []
-        path = self.location
-        for part in os.path.relpath(folder, self.location).split(os.sep):
-            if part == os.curdir:
-                break
-            path = os.path.join(path, part)
+        """Create ``folder`` and its missing parents under the root; return them, top first.
+
+        Deepest first: usually only the last shard folder is missing, and a mkdir that
+        fails with EEXIST costs as much as one that succeeds.
+        """
+        pending, made = [folder], []
+        while pending:
+            path = pending[-1]
             try:
                 os.mkdir(path, self.dmode)
             except FileExistsError:
+                pass
+            except FileNotFoundError:
+                parent = os.path.dirname(path)
+                if not parent.startswith(self._prefix):
+                    message = f"could not create {folder!r}: the root vanished"
+                    raise StorageError(errno.ENOENT, message, folder) from None
+                pending.append(parent)
                 continue
             except OSError as exc:
                 raise _storage_error(exc, "create folder", path) from None
-            made.append(path)
+            else:
+                made.append(path)
+            pending.pop()
         return made
 
     def all_keys(self) -> Iterator[str]:
@@ -209,10 +241,24 @@ class LocalBackend(Backend):
                 yield prefix + entry.name
 
     def count(self) -> int:
-        return sum(1 for _ in self._walk(self.location, ""))
+        return self._total(_one)
 
     def size(self) -> int:
-        return sum(os.lstat(self.abspath(key)).st_size for key in self.all_keys())
+        return self._total(_file_size)
+
+    def _total(self, measure: Callable[[os.DirEntry[str]], int]) -> int:
+        """Sum ``measure`` over every stored file (as all_keys sees them), shards in parallel."""
+        try:
+            with os.scandir(self.location) as scan:
+                entries = [e for e in scan if not e.name.startswith(TEMP_PREFIX)]
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        total = sum(measure(e) for e in entries if e.is_file(follow_symlinks=False))
+        folders = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        if len(folders) < 2:
+            return total + sum(_folder_total(measure, path) for path in folders)
+        with ThreadPoolExecutor(min(_WALKERS, len(folders)), "hashfs-walk") as pool:
+            return total + sum(pool.map(partial(_folder_total, measure), folders))
 
     def make_folder(self, path: str) -> None:
         if self.key_of(path) is None and os.path.realpath(path) != self.location:
@@ -266,6 +312,33 @@ class LocalBackend(Backend):
             return False
         finally:
             os.close(fd)
+
+
+def _one(entry: os.DirEntry[str]) -> int:
+    return 1
+
+
+def _file_size(entry: os.DirEntry[str]) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:  # deleted since the folder was listed
+        return 0
+
+
+def _folder_total(measure: Callable[[os.DirEntry[str]], int], path: str) -> int:
+    """One recursive function instead of nested generators: a walk of 100,000 objects
+    spends its time in scandir, not in the interpreter."""
+    total = 0
+    try:
+        with os.scandir(path) as scan:
+            for entry in scan:
+                if entry.is_dir(follow_symlinks=False):
+                    total += _folder_total(measure, entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += measure(entry)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return total
 
 
 class _LocalWriter(Writer):
