@@ -40,7 +40,8 @@ class FlaskHashFS:
         Config keys (defaults in brackets): ``HASHFS_HOST`` [None: the request's host],
         ``HASHFS_PATH_PREFIX`` [""], ``HASHFS_ROOT_FOLDER`` [required],
         ``HASHFS_DEPTH`` [4], ``HASHFS_WIDTH`` [1], ``HASHFS_ALGORITHM`` ["sha256"],
-        ``HASHFS_FSYNC`` [True].
+        ``HASHFS_FSYNC`` [True], ``HASHFS_STORAGE_OPTIONS`` [None: for an ``s3://``
+        root, the endpoint, region and credentials; see ``docs/object-storage.md``].
 
         :raises ValueError: a config value is missing or invalid; the message names it.
         :raises RuntimeError: the extension is already registered on ``app``.
@@ -58,6 +59,7 @@ class FlaskHashFS:
         config.setdefault("HASHFS_WIDTH", 1)
         config.setdefault("HASHFS_ALGORITHM", "sha256")
         config.setdefault("HASHFS_FSYNC", True)
+        config.setdefault("HASHFS_STORAGE_OPTIONS", None)
 
         prefix = config["HASHFS_PATH_PREFIX"]
         if prefix is None:
@@ -81,11 +83,12 @@ class FlaskHashFS:
                 width=config["HASHFS_WIDTH"],
                 algorithm=config["HASHFS_ALGORITHM"],
                 fsync=config["HASHFS_FSYNC"],
+                storage_options=config["HASHFS_STORAGE_OPTIONS"],
             )
         except ConfigurationError as exc:
             raise ValueError(
-                "Invalid configuration value for Flask-HashFS"
-                f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
+                "Invalid configuration value for Flask-HashFS (HASHFS_ALGORITHM,"
+                f" HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER, HASHFS_STORAGE_OPTIONS): {exc}"
             ) from exc
         self._stores[app] = store
         app.extensions[EXTENSION_NAME] = self
