@@ -2,7 +2,8 @@
 
 The object key is ``prefix/`` + the store's key, so a store copied between a folder and a
 bucket keeps every address. A put spools its bytes (in memory up to :data:`PART_SIZE`,
-then in an anonymous temp file) while the store hashes them; only then is the key known.
+then in an anonymous temp file in the system temp folder, ``TMPDIR``) while the store
+hashes them; only then is the key known.
 Publication is a conditional write, ``If-None-Match: *``: one ``PutObject`` for a small
 object, or a multipart upload whose ``CompleteMultipartUpload`` carries the condition. An
 existing object makes it fail with 412, which is a duplicate, never an overwrite; a failed
@@ -56,8 +57,6 @@ UPLOAD_THREADS = 4
 #: A multipart upload older than this is taken for the leftover of a writer that died:
 #: a live put completes its upload right after spooling, long before.
 STALE_UPLOAD_AGE = 3600.0
-#: Where large puts are spooled; never the bucket, and gone when the writer closes.
-SPOOL_DIR: str | None = None
 #: Every stored object is immutable: caches (browsers, CDNs) may keep it forever.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -135,7 +134,7 @@ class S3Backend(Backend):
             )
         config = Config(
             signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": int(options.get("max_attempts", 5))},
+            retries={"mode": "standard", "total_max_attempts": int(options.get("max_attempts", 5))},
             s3={"addressing_style": options.get("addressing_style", "auto")},
             max_pool_connections=2 * UPLOAD_THREADS + 8,
         )
@@ -420,13 +419,13 @@ class S3Backend(Backend):
 class _S3Writer(Writer):
     def __init__(self, backend: S3Backend) -> None:
         self._backend = backend
-        self._spool = tempfile.SpooledTemporaryFile(max_size=PART_SIZE, dir=SPOOL_DIR)  # noqa: SIM115
+        self._spool = tempfile.SpooledTemporaryFile(max_size=PART_SIZE)  # noqa: SIM115
 
     def write(self, data: bytes) -> None:
         try:
             self._spool.write(data)
         except OSError as exc:
-            folder = SPOOL_DIR or tempfile.gettempdir()
+            folder = tempfile.gettempdir()
             raise StorageError(
                 exc.errno or errno.EIO, f"could not spool a put to a temp file in {folder}: {exc}"
             ) from None
