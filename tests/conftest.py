@@ -21,9 +21,10 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from s3_server import BUCKET, S3Server
 
 from flask_hashfs import HashFS
+
+from .s3_server import BUCKET, S3Server
 
 _START_TIMEOUT = 90.0
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from s3_server import BUCKET, S3Server
 
 from flask_hashfs import HashFS, ObjectNotFound
 from flask_hashfs.backends import local, s3
+
+from .s3_server import BUCKET, S3Server
 
 #: Larger than a multipart part and than the memory spool: the large-object path.
 LARGE = 2 * s3.PART_SIZE + 12345

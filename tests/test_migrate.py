@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from s3_server import S3Server
-from test_backend_conformance import LARGE, blob
 
 from flask_hashfs import ConfigurationError, HashFS
 from flask_hashfs.migrate import migrate, migrate_command
+
+from .s3_server import S3Server
+from .test_backend_conformance import LARGE, blob
 
 
 def fill(store: HashFS, count: int) -> dict[str, bytes]:

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from s3_server import BUCKET, S3Server
-from test_backend_conformance import LARGE, blob
 
 from flask_hashfs import (
     BucketNotFound,
@@ -26,6 +24,9 @@ from flask_hashfs import (
     StorageUnavailable,
 )
 from flask_hashfs.backends import s3
+
+from .s3_server import BUCKET, S3Server
+from .test_backend_conformance import LARGE, blob
 
 
 class Requests:

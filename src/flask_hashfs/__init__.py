@@ -1,6 +1,6 @@
 """Flask-HashFS: content-addressed file storage for Flask applications."""
 
-from .address import HashAddress
+from .address import HashAddress, StoredObject
 from .errors import (
     BucketNotFound,
     ConfigurationError,
@@ -33,6 +33,7 @@ __all__ = [
     "StorageAccessDenied",
     "StorageError",
     "StorageUnavailable",
+    "StoredObject",
     "UnreadableInput",
     "__version__",
 ]

@@ -19,3 +19,20 @@ class HashAddress(NamedTuple):
     relpath: str
     abspath: str
     is_duplicate: bool = False
+
+
+class StoredObject(NamedTuple):
+    """What serving needs to answer a request for one object without opening it.
+
+    :param id: the content hash; a strong ETag, since the content never changes.
+    :param extension: ``""`` or ``".ext"``, as stored; it decides the Content-Type.
+    :param key: the object's ``/``-separated path relative to the root (its relpath).
+    :param size: in bytes.
+    :param mtime: when it was stored (seconds since the epoch).
+    """
+
+    id: str
+    extension: str
+    key: str
+    size: int
+    mtime: float

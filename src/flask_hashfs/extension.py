@@ -8,19 +8,29 @@ number of apps and app factories work.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Collection, Iterator
+from typing import IO, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response
 
 from .address import HashAddress
 from .backends import ObjectInfo
 from .errors import ConfigurationError
+from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions
 from .store import FileRef, HashFS
 from .streams import PutInput
+from .uploads import filename_extension, put_upload
 
 EXTENSION_NAME = "hashfs"
+
+
+class _AppState(NamedTuple):
+    store: HashFS
+    server: ObjectServer
 
 
 class FlaskHashFS:
@@ -30,7 +40,7 @@ class FlaskHashFS:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._stores: WeakKeyDictionary[Flask, HashFS] = WeakKeyDictionary()
+        self._state: WeakKeyDictionary[Flask, _AppState] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -60,6 +70,10 @@ class FlaskHashFS:
         config.setdefault("HASHFS_ALGORITHM", "sha256")
         config.setdefault("HASHFS_FSYNC", True)
         config.setdefault("HASHFS_STORAGE_OPTIONS", None)
+        config.setdefault("HASHFS_SERVE", False)
+        config.setdefault("HASHFS_INLINE_TYPES", DEFAULT_INLINE_TYPES)
+        config.setdefault("HASHFS_X_ACCEL_REDIRECT", None)
+        config.setdefault("HASHFS_X_SENDFILE", False)
 
         prefix = config["HASHFS_PATH_PREFIX"]
         if prefix is None:
@@ -90,18 +104,29 @@ class FlaskHashFS:
                 "Invalid configuration value for Flask-HashFS (HASHFS_ALGORITHM,"
                 f" HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER, HASHFS_STORAGE_OPTIONS): {exc}"
             ) from exc
-        self._stores[app] = store
+        server = ObjectServer(app.wsgi_app, store, prefix, _serve_options(config))
+        if config["HASHFS_SERVE"]:
+            if not prefix:
+                raise ValueError(
+                    'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
+                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would shadow the app'
+                )
+            app.wsgi_app = server  # type: ignore[method-assign]
+        self._state[app] = _AppState(store, server)
         app.extensions[EXTENSION_NAME] = self
 
-    def store_for(self, app: Flask) -> HashFS:
-        """The store of ``app``, outside a request or app context."""
+    def _state_for(self, app: Flask) -> _AppState:
         try:
-            return self._stores[app]
+            return self._state[app]
         except KeyError:
             raise RuntimeError(
                 "The current Flask app is not registered with this 'FlaskHashFS' instance."
                 " Did you forget to call 'init_app', or did you create multiple instances?"
             ) from None
+
+    def store_for(self, app: Flask) -> HashFS:
+        """The store of ``app``, outside a request or app context."""
+        return self._state_for(app).store
 
     @property
     def client(self) -> HashFS:
@@ -122,10 +147,76 @@ class FlaskHashFS:
         host = config["HASHFS_HOST"] or request.host_url
         return host.rstrip("/") + path
 
+    # -- serving ---------------------------------------------------------------------------
+
+    def send(
+        self, file: FileRef, *, download_name: str | None = None, as_attachment: bool = False
+    ) -> Response:
+        """A response serving a stored object, for a view of your own (to check access
+        first, or to give the download the user's original file name).
+
+        It has every header ``HASHFS_SERVE`` sends, and honours the hand-off config.
+        Active content is always an attachment.
+
+        :param file: an id, relpath or absolute path, as for :meth:`get`.
+        :param download_name: the name a browser saves the file under (any Unicode).
+        :param as_attachment: download even a type the browser could show inline.
+        :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
+        """
+        server = self._state_for(current_app._get_current_object()).server  # type: ignore[attr-defined]
+        info = server.store.info(file)
+        obj = None if info is None else server.store.stat(info.key)
+        if obj is None:
+            raise NotFound()
+        return server.response(
+            obj, request.environ, download_name=download_name, as_attachment=as_attachment
+        )
+
     # -- the store's API, on the current app's store ---------------------------------------
 
-    def put(self, file: PutInput, extension: str | None = None) -> HashAddress:
+    def put(
+        self, file: PutInput, extension: str | None = None, *, use_filename: bool = False
+    ) -> HashAddress:
+        """Store ``file``: a path, a stream, ``request.stream`` or a werkzeug
+        :class:`~werkzeug.datastructures.FileStorage` (``request.files[...]``).
+
+        :param use_filename: take the extension from the upload's file name (lowercased
+            last suffix); the store validates it like any extension.
+        :raises InvalidExtension: the extension (given or taken) cannot be stored.
+
+        .. versionchanged:: 1.0
+            ``use_filename`` was added.
+        """
+        if use_filename:
+            if extension is not None:
+                raise ValueError("pass either an extension or use_filename=True, not both")
+            extension = filename_extension(getattr(file, "filename", None))
         return self.client.put(file, extension)
+
+    def put_upload(
+        self,
+        upload: FileStorage | IO[bytes] | None,
+        *,
+        extension: str | None = None,
+        allowed_extensions: Collection[str] | None = None,
+        max_size: int | None = None,
+    ) -> HashAddress:
+        """Store an upload in a view, or refuse it with a 4xx that Flask sends as is.
+
+        The extension comes from the file name unless given; an extension of a type
+        shown inline (images, audio, video) must match the content's signature (415
+        otherwise). ``max_size`` defaults to ``MAX_CONTENT_LENGTH``. See
+        :func:`flask_hashfs.uploads.put_upload` for each refusal.
+        """
+        if max_size is None:
+            max_size = current_app.config.get("MAX_CONTENT_LENGTH")
+        return put_upload(
+            self.client,
+            upload,
+            extension=extension,
+            allowed_extensions=allowed_extensions,
+            max_size=max_size,
+        )
 
     def get(self, file: FileRef) -> HashAddress | None:
         return self.client.get(file)
@@ -180,6 +271,26 @@ class FlaskHashFS:
 
     def unshard(self, path: FileRef) -> str:
         return self.client.unshard(path)
+
+
+def _serve_options(config: Any) -> ServeOptions:
+    inline = config["HASHFS_INLINE_TYPES"]
+    if isinstance(inline, str) or not all(isinstance(t, str) for t in inline):
+        raise ValueError(
+            'Invalid configuration value for Flask-HashFS: "HASHFS_INLINE_TYPES" must be a'
+            f" collection of media types, not {inline!r}"
+        )
+    try:
+        return ServeOptions(
+            inline_types=frozenset(t.lower() for t in inline),
+            x_accel_redirect=config["HASHFS_X_ACCEL_REDIRECT"],
+            x_sendfile=bool(config["HASHFS_X_SENDFILE"]),
+        )
+    except ValueError as exc:
+        raise ValueError(
+            "Invalid configuration value for Flask-HashFS"
+            f" (HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE): {exc}"
+        ) from exc
 
 
 def join_url_path(*parts: str | os.PathLike[str]) -> str:

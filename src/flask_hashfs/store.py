@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from itertools import chain
 from typing import IO, Any
 
-from .address import HashAddress
+from .address import HashAddress, StoredObject
 from .backends import Backend, ObjectInfo, Writer, open_backend
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
 from .hashing import BackgroundHasher
@@ -163,6 +163,31 @@ class HashFS:
         """Key, size and modification time of a stored object, without opening it."""
         key = self._locate(file)
         return None if key is None else self.backend.info(key)
+
+    def stat(self, key: str) -> StoredObject | None:
+        """The object stored under exactly ``key`` (a relpath as ``put`` returns it), or None.
+
+        This is the lookup for serving a URL: one string check against the layout, then
+        one metadata lookup. An id, an absolute path or any other spelling of the key is
+        None, so that each object has exactly one URL.
+        """
+        parsed = self._layout.parse(key) if isinstance(key, str) else None
+        if parsed is None:
+            return None
+        info = self.backend.info(key)
+        if info is None:
+            return None
+        return StoredObject(parsed[0], parsed[1], key, info.size, info.mtime)
+
+    def open_stored(self, obj: StoredObject) -> IO[bytes]:
+        """Open the object :meth:`stat` returned, without looking it up a second time.
+
+        :raises ObjectNotFound: it was deleted since.
+        """
+        try:
+            return self.backend.open(obj.key)
+        except FileNotFoundError:
+            raise ObjectNotFound(obj.key) from None
 
     def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
         """Open a stored object for reading (``"rb"``, or ``"r"`` for UTF-8 text).
