@@ -189,6 +189,46 @@ class HashFS:
         except FileNotFoundError:
             raise ObjectNotFound(obj.key) from None
 
+    def split_relpath(self, relpath: str) -> tuple[str, str]:
+        """``(id, extension)`` of an object's relpath; a string check, nothing is looked up.
+
+        :raises InvalidId: ``relpath`` is not a key of this store's layout.
+        """
+        parsed = self._layout.parse(relpath) if isinstance(relpath, str) else None
+        if parsed is None:
+            raise InvalidId(relpath, "not the relpath of an object in this store's layout")
+        return parsed
+
+    @property
+    def signs_urls(self) -> bool:
+        """Whether :meth:`signed_url` gives URLs: on object storage, not in a folder."""
+        return self.backend.signs_urls
+
+    def signed_url(
+        self,
+        relpath: str,
+        window: int,
+        *,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+    ) -> str | None:
+        """A URL that fetches the object at ``relpath`` straight from its storage (a
+        presigned bucket URL), or None for a folder. Every call within one period of
+        ``window`` seconds gives the same URL, so that caches work; it stays valid for at
+        least ``window`` seconds. Nothing is looked up: like ``url_for``, it only signs.
+
+        :param content_type: the ``Content-Type`` the storage is to answer with.
+        :param content_disposition: the ``Content-Disposition`` it is to answer with.
+        :raises InvalidId: ``relpath`` is not a key of this store's layout.
+        """
+        self.split_relpath(relpath)
+        return self.backend.signed_url(
+            relpath,
+            window,
+            content_type=content_type,
+            content_disposition=content_disposition,
+        )
+
     def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
         """Open a stored object for reading (``"rb"``, or ``"r"`` for UTF-8 text).
 

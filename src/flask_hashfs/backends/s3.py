@@ -27,9 +27,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
+from botocore.auth import SIGV4_TIMESTAMP, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from urllib3.exceptions import HTTPError as TransportError
@@ -60,17 +64,20 @@ STALE_UPLOAD_AGE = 3600.0
 #: Every stored object is immutable: caches (browsers, CDNs) may keep it forever.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
-#: ``storage_options`` keys: boto3 client arguments, and how to reach the bucket.
-CLIENT_OPTIONS = frozenset(
+#: ``storage_options`` keys: boto3's own names for credentials, region and endpoint,
+#: and how to reach the bucket.
+STORAGE_OPTIONS = frozenset(
     {
         "endpoint_url",
         "region_name",
         "aws_access_key_id",
         "aws_secret_access_key",
         "aws_session_token",
+        "profile_name",
+        "addressing_style",
+        "max_attempts",
     }
 )
-STORAGE_OPTIONS = CLIENT_OPTIONS | {"addressing_style", "max_attempts", "profile_name"}
 
 _DENIED = frozenset(
     {
@@ -88,6 +95,8 @@ _EXISTS = frozenset({"PreconditionFailed", "412"})
 _CONFLICT = "ConditionalRequestConflict"
 _CONFLICT_RETRIES = 5
 _T = TypeVar("_T")
+#: SigV4 URLs live at most 7 days; a URL is valid for two windows (see signed_url).
+MAX_SIGNING_WINDOW = 7 * 24 * 3600 // 2
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -115,10 +124,12 @@ class S3Backend(Backend):
     """Objects in ``bucket`` under ``prefix``; see the module docstring for puts.
 
     :param url: ``s3://bucket`` or ``s3://bucket/prefix``.
-    :param storage_options: boto3 client arguments (:data:`CLIENT_OPTIONS`), plus
-        ``profile_name``, ``addressing_style`` (``"path"``, ``"virtual"`` or ``"auto"``)
-        and ``max_attempts`` (per request, retries included; default 5). What is not
-        given comes from the standard AWS environment variables and files.
+    :param storage_options: :data:`STORAGE_OPTIONS`: boto3's ``endpoint_url``,
+        ``region_name``, ``aws_access_key_id``, ``aws_secret_access_key``,
+        ``aws_session_token`` and ``profile_name``, plus ``addressing_style``
+        (``"path"``, ``"virtual"`` or ``"auto"``) and ``max_attempts`` (per request,
+        retries included; default 5). What is not given comes from the standard AWS
+        environment variables and files.
     """
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -138,9 +149,17 @@ class S3Backend(Backend):
             s3={"addressing_style": options.get("addressing_style", "auto")},
             max_pool_connections=2 * UPLOAD_THREADS + 8,
         )
-        session = boto3.session.Session(profile_name=options.get("profile_name"))
-        client_args = {name: options[name] for name in CLIENT_OPTIONS if name in options}
-        self.client: S3Client = session.client("s3", config=config, **client_args)
+        # Credentials and region go to the session, so that signing URLs sees them too.
+        self._session = boto3.session.Session(
+            aws_access_key_id=options.get("aws_access_key_id"),
+            aws_secret_access_key=options.get("aws_secret_access_key"),
+            aws_session_token=options.get("aws_session_token"),
+            region_name=options.get("region_name"),
+            profile_name=options.get("profile_name"),
+        )
+        self.client: S3Client = self._session.client(
+            "s3", endpoint_url=options.get("endpoint_url"), config=config
+        )
 
     # -- names -------------------------------------------------------------------------
 
@@ -385,6 +404,55 @@ class S3Backend(Backend):
     def size(self) -> int:
         return sum(size for _, size in self._listing())
 
+    # -- URLs --------------------------------------------------------------------------
+
+    signs_urls = True
+
+    def signed_url(
+        self,
+        key: str,
+        window: int,
+        *,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+    ) -> str:
+        """A presigned GET URL, signed as of the start of the current ``window``-second
+        period and valid for two periods: every call in one period gives the same URL
+        (so browsers and CDNs cache it), and it stays valid at least ``window`` seconds.
+        Signing is local: no request is sent."""
+        if not 0 < window <= MAX_SIGNING_WINDOW:
+            raise ConfigurationError(
+                f"a signed URL window is 1 to {MAX_SIGNING_WINDOW} seconds, not {window!r}"
+            )
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": self._name(key)}
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        if content_disposition is not None:
+            params["ResponseContentDisposition"] = content_disposition
+        # botocore builds the URL (endpoint, addressing style, escaping, overrides);
+        # only its signature is replaced, by one with a fixed signing time.
+        unsigned = urlsplit(self.client.generate_presigned_url("get_object", Params=params))
+        query = "&".join(
+            part for part in unsigned.query.split("&") if not part.startswith("X-Amz-")
+        )
+        request = AWSRequest(method="GET", url=urlunsplit(unsigned._replace(query=query)))
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise StorageAccessDenied(
+                errno.EACCES, f"no credentials to sign a URL for {self.abspath(key)}"
+            )
+        now = int(time.time())
+        signer = _PeriodSigner(
+            credentials.get_frozen_credentials(),
+            self.client.meta.region_name,
+            2 * window,
+            datetime.fromtimestamp(now - now % window, UTC),
+        )
+        signer.add_auth(request)
+        return str(request.url)
+
+    # -- folders -----------------------------------------------------------------------
+
     def make_folder(self, path: str) -> None:
         """Buckets have no folders: nothing to make."""
 
@@ -414,6 +482,22 @@ class S3Backend(Backend):
         if not marker or not upload or key is None:
             return False
         return self._abort(self._name(key), upload)
+
+
+class _PeriodSigner(S3SigV4QueryAuth):
+    """botocore's presigned-URL signer, signing as of a given time instead of now."""
+
+    def __init__(self, credentials: Any, region: str, expires: int, when: datetime) -> None:
+        super().__init__(credentials, "s3", region, expires)
+        self._timestamp = when.strftime(SIGV4_TIMESTAMP)
+
+    def add_auth(self, request: AWSRequest) -> None:
+        request.context["timestamp"] = self._timestamp
+        self._modify_request_before_signing(request)  # type: ignore[attr-defined]
+        canonical_request = self.canonical_request(request)
+        string_to_sign = self.string_to_sign(request, canonical_request)
+        signature = self.signature(string_to_sign, request)
+        self._inject_signature_to_request(request, signature)  # type: ignore[attr-defined]
 
 
 class _S3Writer(Writer):
