@@ -104,9 +104,8 @@ def test_a_killed_run_resumes_where_it_stopped(s3_server: S3Server, tmp_path: Pa
     bucket = HashFS(url, storage_options=s3_server.options)
     options = json.dumps(s3_server.options)
     command = [str(tmp_path / "disk"), url, "--storage-options", options, "--workers", "1"]
-    script = "from flask_hashfs.migrate import migrate_command; migrate_command()"
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *command],
+        [sys.executable, "-m", "flask_hashfs.migrate", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

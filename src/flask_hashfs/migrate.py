@@ -174,3 +174,7 @@ def _report(title: str, keys: Iterable[str]) -> None:
         click.echo(f"{title}:", err=True)
         for key in keys:
             click.echo(f"  {key}", err=True)
+
+
+if __name__ == "__main__":
+    migrate_command()
