@@ -95,6 +95,7 @@ _EXISTS = frozenset({"PreconditionFailed", "412"})
 _CONFLICT = "ConditionalRequestConflict"
 _CONFLICT_RETRIES = 5
 _T = TypeVar("_T")
+_TYPES = mimetypes.MimeTypes()
 #: SigV4 URLs live at most 7 days; a URL is valid for two windows (see signed_url).
 MAX_SIGNING_WINDOW = 7 * 24 * 3600 // 2
 
@@ -217,8 +218,15 @@ class S3Backend(Backend):
             writer.discard()
 
     def _media_type(self, key: str) -> str:
-        """What the bucket serves the object as when a browser or CDN fetches it."""
-        return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+        """What the bucket serves the object as when a browser or CDN fetches it.
+
+        Python's own table, not the host's: the same key gets the same type from any
+        machine. A compressed type (``.tar.gz``) is plain bytes, as serving sends it.
+        """
+        media_type, encoding = _TYPES.guess_type(key, strict=False)
+        if media_type is None or encoding is not None:
+            return "application/octet-stream"
+        return media_type
 
     def _put(self, key: str, data: bytes) -> bool:
         """One conditional ``PutObject``: False if the key already exists."""
