@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from urllib3.exceptions import ProtocolError
 
 from flask_hashfs import (
     BucketNotFound,
@@ -202,3 +203,30 @@ def test_extension_names_bad_storage_options(s3_server: S3Server) -> None:
     )
     with pytest.raises(ValueError, match="HASHFS_STORAGE_OPTIONS"):
         FlaskHashFS(app)
+
+
+class DroppedConnection:
+    """A response body whose connection drops on the next read: a fault that cannot be
+    caused on demand against a live server, so it is injected."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def read(self, size: int) -> bytes:
+        raise ProtocolError("Connection broken: IncompleteRead")
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def test_a_broken_download_resumes_with_a_ranged_get(store: HashFS, requests: Requests) -> None:
+    data = blob(LARGE, seed=5)
+    address = store.put(io.BytesIO(data))
+    requests.take()
+    with store.open(address.id) as stream:
+        head = stream.read(1000)
+        reader = stream.raw  # type: ignore[attr-defined]
+        reader._body = DroppedConnection(reader._body)
+        rest = stream.read()
+    assert head + rest == data
+    assert requests.take() == ["ListObjectsV2", "GetObject", "GetObject"]

@@ -193,7 +193,7 @@ class S3Backend(Backend):
                 return StorageAccessDenied(errno.EACCES, text.rstrip(), where)
             if code == "NoSuchBucket":
                 return BucketNotFound(errno.ENOENT, text.rstrip(), where)
-            if status in (429, 503) or status >= 500 or code in ("SlowDown", "Throttling"):
+            if status == 429 or status >= 500 or code in ("SlowDown", "Throttling"):
                 return StorageUnavailable(errno.EAGAIN, text.rstrip(), where)
             return StorageError(errno.EIO, text.rstrip(), where)
         text = f"could not {action} {where}: {exc}"
