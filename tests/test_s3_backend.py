@@ -70,6 +70,24 @@ def test_small_put_is_one_listing_plus_the_upload(store: HashFS, requests: Reque
     assert requests.take() == ["ListObjectsV2", "GetObject"]
 
 
+@pytest.fixture
+def multipart_from_8_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multipart uploads from 8 MiB instead of 64, so that tests stay small."""
+    monkeypatch.setattr(s3, "MULTIPART_THRESHOLD", s3.PART_SIZE)
+
+
+def test_put_up_to_the_threshold_is_one_request_from_the_spool(
+    store: HashFS, requests: Requests
+) -> None:
+    data = blob(LARGE)
+    assert s3.PART_SIZE < len(data) <= s3.MULTIPART_THRESHOLD
+    address = store.put(io.BytesIO(data))
+    assert requests.take() == ["ListObjectsV2", "PutObject"]
+    with store.open(address.id) as stream:
+        assert stream.read() == data
+
+
+@pytest.mark.usefixtures("multipart_from_8_mib")
 def test_large_put_is_multipart_and_its_duplicate_uploads_nothing(
     store: HashFS, requests: Requests
 ) -> None:
@@ -83,6 +101,7 @@ def test_large_put_is_multipart_and_its_duplicate_uploads_nothing(
     assert requests.take() == ["ListObjectsV2"]
 
 
+@pytest.mark.usefixtures("multipart_from_8_mib")
 def test_publishing_over_an_object_changes_nothing_and_leaves_no_upload(
     store: HashFS, s3_server: S3Server
 ) -> None:
