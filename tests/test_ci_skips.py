@@ -1,4 +1,4 @@
-"""In CI nothing may be skipped: the conftest turns a skip into a failure there."""
+"""In CI nothing may be skipped: the ci_no_skips plugin turns a skip into a failure there."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-CONFTEST = Path(__file__).with_name("conftest.py").read_text()
+CONFTEST = Path(__file__).with_name("ci_no_skips.py").read_text()
 
 SKIPPING = """
 import pytest

@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from flask_hashfs import FlaskHashFS, HashAddress
 from flask_hashfs.serving import CACHE_CONTROL
 
+from .s3_server import S3Server
 from .serving_helpers import Reply, fetch, running
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 16
@@ -69,9 +70,15 @@ def client_fetch(app: Flask) -> Fetch:
     return get
 
 
-@pytest.fixture
-def app_fs(tmp_path: Path) -> tuple[Flask, FlaskHashFS]:
-    return make_app(tmp_path / "store")
+@pytest.fixture(params=["folder", "bucket"])
+def app_fs(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Flask, FlaskHashFS]:
+    """The same serving, whether the store is a folder or a bucket (streamed through)."""
+    if request.param == "folder":
+        return make_app(tmp_path / "store")
+    server: S3Server = request.getfixturevalue("s3_server")
+    return make_app(
+        tmp_path, HASHFS_ROOT_FOLDER=server.new_url(), HASHFS_STORAGE_OPTIONS=server.options
+    )
 
 
 @pytest.fixture(params=["real server", "test client"])
@@ -120,9 +127,19 @@ def test_get_sends_body_and_immutable_caching_headers(get: Fetch, png: HashAddre
     assert "Content-Security-Policy" not in reply.headers
 
 
-def test_last_modified_is_the_store_time(get: Fetch, png: HashAddress) -> None:
+def stored_mtime(app_fs: tuple[Flask, FlaskHashFS], address: HashAddress) -> int:
+    app, fs = app_fs
+    with app.app_context():
+        info = fs.info(address.id)
+    assert info is not None
+    return int(info.mtime)
+
+
+def test_last_modified_is_the_store_time(
+    get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress
+) -> None:
     reply = get(url(png))
-    assert reply.headers["Last-Modified"] == http_date(int(os.stat(png.abspath).st_mtime))
+    assert reply.headers["Last-Modified"] == http_date(stored_mtime(app_fs, png))
 
 
 def test_head_sends_headers_only(get: Fetch, png: HashAddress) -> None:
@@ -154,8 +171,8 @@ def test_other_etag_gives_the_body(get: Fetch, png: HashAddress) -> None:
     assert get(url(png), headers={"If-None-Match": '"0123"'}).status == 200
 
 
-def test_if_modified_since(get: Fetch, png: HashAddress) -> None:
-    mtime = int(os.stat(png.abspath).st_mtime)
+def test_if_modified_since(get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress) -> None:
+    mtime = stored_mtime(app_fs, png)
     assert get(url(png), headers={"If-Modified-Since": http_date(mtime)}).status == 304
     assert get(url(png), headers={"If-Modified-Since": http_date(mtime - 60)}).status == 200
 
@@ -205,8 +222,10 @@ def test_unsatisfiable_range_is_416(get: Fetch, png: HashAddress) -> None:
     ("if_range", "status"),
     [('"{id}"', 206), ('"stale"', 200), ("{date}", 206), ("{old}", 200)],
 )
-def test_if_range(get: Fetch, png: HashAddress, if_range: str, status: int) -> None:
-    mtime = int(os.stat(png.abspath).st_mtime)
+def test_if_range(
+    get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, if_range: str, status: int
+) -> None:
+    mtime = stored_mtime(app_fs, png)
     value = if_range.format(id=png.id, date=http_date(mtime), old=http_date(mtime - 60))
     reply = get(url(png), headers={"Range": "bytes=0-9", "If-Range": value})
     assert reply.status == status
@@ -361,7 +380,8 @@ def test_bad_serving_config(tmp_path: Path, config: dict[str, object], message: 
 def hostile_paths(png: HashAddress, root: str) -> list[str]:
     rel, id = png.relpath, png.id
     stem = rel[: -len(".png")]
-    temp = next((n for n in os.listdir(root) if n.startswith(".hashfs")), ".hashfs-tmp-0")
+    names = os.listdir(root) if os.path.isdir(root) else []
+    temp = next((n for n in names if n.startswith(".hashfs")), ".hashfs-tmp-0")
     return [
         "/uploads",
         "/uploads/",
@@ -411,6 +431,7 @@ def test_hostile_paths_are_404_and_reveal_nothing(
         assert "ETag" not in reply.headers, path
 
 
+@pytest.mark.parametrize("app_fs", ["folder"], indirect=True)
 def test_symlinks_in_the_root_are_never_followed(
     get: Fetch, png: HashAddress, tmp_path: Path
 ) -> None:
@@ -497,10 +518,10 @@ def test_object_deleted_between_lookup_and_open_is_404(
 
     def stat_then_delete(key: str) -> object:
         found = real_stat(key)
-        os.unlink(png.abspath)  # a concurrent delete, at the worst instant
+        store.delete(png.id)  # a concurrent delete, at the worst instant
         return found
 
     monkeypatch.setattr(store, "stat", stat_then_delete)
     assert get(url(png)).status == 404
-    Path(png.abspath).write_bytes(PNG)
+    assert not store.put(io.BytesIO(PNG), extension=".png").is_duplicate
     assert get(f"/download/{png.id}").status == 404

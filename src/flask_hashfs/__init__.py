@@ -2,13 +2,16 @@
 
 from .address import HashAddress, StoredObject
 from .errors import (
+    BucketNotFound,
     ConfigurationError,
     HashFSError,
     InvalidExtension,
     InvalidId,
     ObjectNotFound,
     OutsideRoot,
+    StorageAccessDenied,
     StorageError,
+    StorageUnavailable,
     UnreadableInput,
 )
 from .extension import FlaskHashFS
@@ -17,6 +20,7 @@ from .store import HashFS
 __version__ = "1.0.0"
 
 __all__ = [
+    "BucketNotFound",
     "ConfigurationError",
     "FlaskHashFS",
     "HashAddress",
@@ -26,7 +30,9 @@ __all__ = [
     "InvalidId",
     "ObjectNotFound",
     "OutsideRoot",
+    "StorageAccessDenied",
     "StorageError",
+    "StorageUnavailable",
     "StoredObject",
     "UnreadableInput",
     "__version__",

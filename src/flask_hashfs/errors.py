@@ -50,7 +50,25 @@ class ObjectNotFound(HashFSError, FileNotFoundError):
 
 
 class StorageError(HashFSError, OSError):
-    """Writing or publishing failed (a full disk, an I/O or fsync error); nothing was stored."""
+    """The storage failed (a full disk, an I/O or fsync error, an object store's refusal).
+
+    A failed put stored nothing. The message names the path, or the bucket and key.
+    """
+
+
+class StorageAccessDenied(StorageError, PermissionError):
+    """The object store refused the credentials or the request (wrong key, no permission)."""
+
+
+class BucketNotFound(StorageError, FileNotFoundError):
+    """The store's bucket does not exist: a configuration error, not a missing object."""
+
+
+class StorageUnavailable(StorageError):
+    """The object store could not be reached or kept throttling, retries included.
+
+    Worth trying again later: nothing about the request itself was wrong.
+    """
 
 
 class ConfigurationError(HashFSError, ValueError):

@@ -8,7 +8,8 @@ number of apps and app factories work.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from typing import IO, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -17,10 +18,16 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from .address import HashAddress
+from .address import HashAddress, StoredObject
 from .backends import ObjectInfo
 from .errors import ConfigurationError, ObjectNotFound
-from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions, store_response
+from .serving import (
+    DEFAULT_INLINE_TYPES,
+    ObjectServer,
+    ServeOptions,
+    delegated_headers,
+    store_response,
+)
 from .store import FileRef, HashFS
 from .streams import PutInput
 from .uploads import filename_extension, put_upload
@@ -52,9 +59,13 @@ class FlaskHashFS:
         ``HASHFS_DEPTH`` [4], ``HASHFS_WIDTH`` [1], ``HASHFS_ALGORITHM`` ["sha256"],
         ``HASHFS_FSYNC`` [True], ``HASHFS_SERVE`` [False],
         ``HASHFS_INLINE_TYPES`` [common image, audio and video types, ``text/plain``],
-        ``HASHFS_X_ACCEL_REDIRECT`` [None], ``HASHFS_X_SENDFILE`` [False]; and Flask's
-        ``MAX_CONTENT_LENGTH`` as :meth:`put_upload`'s default limit. docs/configuration.md
-        says what each one means.
+        ``HASHFS_X_ACCEL_REDIRECT`` [None], ``HASHFS_X_SENDFILE`` [False],
+        ``HASHFS_STORAGE_OPTIONS`` [None: for an ``s3://`` root, the endpoint, region and
+        credentials; see ``docs/object-storage.md``], ``HASHFS_SIGNED_URL_WINDOW`` [None:
+        ``url_for`` gives presigned bucket URLs, the same within each window of this many
+        seconds], ``HASHFS_SERVE_MODE`` ["stream"; or "redirect": the route redirects to
+        the signed or HASHFS_HOST URL]; and Flask's ``MAX_CONTENT_LENGTH`` as
+        :meth:`put_upload`'s default limit. docs/configuration.md says what each one means.
 
         With ``HASHFS_SERVE``, :class:`~flask_hashfs.serving.ObjectServer` wraps
         ``app.wsgi_app`` to answer GET and HEAD of stored objects under the prefix.
@@ -75,10 +86,13 @@ class FlaskHashFS:
         config.setdefault("HASHFS_WIDTH", 1)
         config.setdefault("HASHFS_ALGORITHM", "sha256")
         config.setdefault("HASHFS_FSYNC", True)
+        config.setdefault("HASHFS_STORAGE_OPTIONS", None)
         config.setdefault("HASHFS_SERVE", False)
         config.setdefault("HASHFS_INLINE_TYPES", DEFAULT_INLINE_TYPES)
         config.setdefault("HASHFS_X_ACCEL_REDIRECT", None)
         config.setdefault("HASHFS_X_SENDFILE", False)
+        config.setdefault("HASHFS_SIGNED_URL_WINDOW", None)
+        config.setdefault("HASHFS_SERVE_MODE", "stream")
 
         prefix = config["HASHFS_PATH_PREFIX"]
         if prefix is None:
@@ -102,13 +116,15 @@ class FlaskHashFS:
                 width=config["HASHFS_WIDTH"],
                 algorithm=config["HASHFS_ALGORITHM"],
                 fsync=config["HASHFS_FSYNC"],
+                storage_options=config["HASHFS_STORAGE_OPTIONS"],
             )
         except ConfigurationError as exc:
             raise ValueError(
-                "Invalid configuration value for Flask-HashFS"
-                f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
+                "Invalid configuration value for Flask-HashFS (HASHFS_ALGORITHM,"
+                f" HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER, HASHFS_STORAGE_OPTIONS): {exc}"
             ) from exc
         serving = _serve_options(config)
+        redirect = _redirect(config, store, prefix, serving)
         if config["HASHFS_SERVE"]:
             if not prefix:
                 raise ValueError(
@@ -116,7 +132,7 @@ class FlaskHashFS:
                     ' "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a URL space'
                     " of their own, apart from the app's pages"
                 )
-            server = ObjectServer(app.wsgi_app, store, prefix, serving)
+            server = ObjectServer(app.wsgi_app, store, prefix, serving, redirect)
             app.wsgi_app = server  # type: ignore[method-assign]
         self._state[app] = _AppState(store, serving)
         app.extensions[EXTENSION_NAME] = self
@@ -145,8 +161,15 @@ class FlaskHashFS:
         ``HASHFS_HOST`` (or the request's host URL when None), ``HASHFS_PATH_PREFIX`` and
         ``relpath`` are joined with exactly one slash between parts; a host with a path of
         its own (a CDN or bucket URL) keeps it.
+
+        With ``HASHFS_SIGNED_URL_WINDOW`` (a bucket only) it is a presigned URL of the
+        bucket instead, always external, the same for every call within one window.
         """
         config = current_app.config
+        window = config["HASHFS_SIGNED_URL_WINDOW"]
+        if window is not None:
+            state = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
+            return _signed_url(state.store, relpath, window, state.serving)
         path = join_url_path(config["HASHFS_PATH_PREFIX"], relpath)
         if not external:
             return path
@@ -305,6 +328,62 @@ def _serve_options(config: Any) -> ServeOptions:
             "Invalid configuration value for Flask-HashFS"
             f" (HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE): {exc}"
         ) from exc
+
+
+def _signed_url(store: HashFS, relpath: str, window: int, options: ServeOptions) -> str:
+    """The store's presigned URL, asking the bucket for the headers serving would send."""
+    id, extension = store.split_relpath(relpath)
+    content_type, disposition = delegated_headers(id, extension, options)
+    url = store.signed_url(
+        relpath, window, content_type=content_type, content_disposition=disposition
+    )
+    assert url is not None, "checked by init_app: the store signs URLs"
+    return url
+
+
+def _redirect(
+    config: Any, store: HashFS, prefix: str, options: ServeOptions
+) -> Callable[[StoredObject], tuple[str, int]] | None:
+    """What ``HASHFS_SERVE_MODE = "redirect"`` sends a request to: the signed URL, or the
+    object's URL on ``HASHFS_HOST`` (a CDN or the bucket's public URL)."""
+    mode = config["HASHFS_SERVE_MODE"]
+    window = config["HASHFS_SIGNED_URL_WINDOW"]
+    if window is not None:
+        if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+            raise ValueError(
+                'Invalid configuration value for Flask-HashFS: "HASHFS_SIGNED_URL_WINDOW"'
+                f" must be a number of seconds, not {window!r}"
+            )
+        if not store.signs_urls:
+            raise ValueError(
+                'Invalid configuration value for Flask-HashFS: "HASHFS_SIGNED_URL_WINDOW"'
+                " needs object storage: HASHFS_ROOT_FOLDER = 's3://bucket/prefix'"
+            )
+    if mode == "stream":
+        return None
+    if mode != "redirect":
+        raise ValueError(
+            'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE_MODE" is'
+            f' "stream" or "redirect", not {mode!r}'
+        )
+    if window is not None:
+
+        def to_signed(obj: StoredObject) -> tuple[str, int]:
+            url = _signed_url(store, obj.key, window, options)
+            return url, window - int(time.time()) % window
+
+        return to_signed
+    host = config["HASHFS_HOST"]
+    if not host:
+        raise ValueError(
+            'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE_MODE" = "redirect"'
+            ' needs "HASHFS_SIGNED_URL_WINDOW" or a "HASHFS_HOST" to redirect to'
+        )
+
+    def to_host(obj: StoredObject) -> tuple[str, int]:
+        return host.rstrip("/") + join_url_path(prefix, obj.key), 31536000
+
+    return to_host
 
 
 def join_url_path(*parts: str | os.PathLike[str]) -> str:

@@ -161,6 +161,15 @@ def content_disposition(disposition: str, download_name: str | None) -> str:
     return f"{disposition}; filename={_quote(download_name)}"
 
 
+def delegated_headers(id: str, extension: str, options: ServeOptions) -> tuple[str, str | None]:
+    """``Content-Type`` and ``Content-Disposition`` (None: inline) for a response that
+    the storage sends itself, from a signed URL: the same decisions as :func:`respond`."""
+    content_type, inline = _type_headers(extension, options.inline_types)
+    if inline:
+        return content_type, None
+    return content_type, content_disposition("attachment", id + extension)
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -285,20 +294,32 @@ class ObjectServer:
     :param app: the WSGI app to pass other requests to.
     :param store: answers which object a key names (:meth:`HashFS.stat`).
     :param prefix: the URL path prefix, with a leading slash and no trailing one.
+    :param redirect: when given, a found object is answered with a redirect to the URL
+        it returns, cacheable for the seconds it returns, instead of its bytes.
     """
 
     def __init__(
-        self, app: WSGIApplication, store: HashFS, prefix: str, options: ServeOptions
+        self,
+        app: WSGIApplication,
+        store: HashFS,
+        prefix: str,
+        options: ServeOptions,
+        redirect: Callable[[StoredObject], tuple[str, int]] | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.prefix = prefix.rstrip("/") + "/"
         self.options = options
+        self.redirect = redirect
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             obj = self.store.stat(path[len(self.prefix) :])
+            if obj is not None and self.redirect is not None:
+                location, max_age = self.redirect(obj)
+                headers = {"Location": location, "Cache-Control": f"public, max-age={max_age}"}
+                return Response(status=302, headers=headers)(environ, start_response)
             if obj is not None:
                 try:
                     response = store_response(self.store, obj, environ, self.options)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import chain
 from typing import IO, Any
 
 from .address import HashAddress, StoredObject
-from .backends import Backend, LocalBackend, ObjectInfo, Writer
+from .backends import Backend, ObjectInfo, Writer, open_backend
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
 from .hashing import BackgroundHasher
 from .layout import Layout, is_extension, normalize_extension
@@ -26,7 +26,9 @@ FileRef = str | os.PathLike[str]
 class HashFS:
     """Content-addressable file store.
 
-    :param root: folder that holds the objects; created on the first put.
+    :param root: folder that holds the objects, created on the first put; or an object
+        storage URL, ``s3://bucket`` or ``s3://bucket/prefix`` (the ``s3`` extra), whose
+        objects have the same keys as in a folder.
     :param depth: number of shard folders above each object.
     :param width: characters of the id in each shard folder's name.
     :param algorithm: any fixed-size ``hashlib`` algorithm, or ``"blake3"`` with the
@@ -35,9 +37,13 @@ class HashFS:
     :param dmode: permission bits of created folders (the umask applies, as with mkdir).
     :param fsync: when true, ``put`` returns only once the file and its folder entry are
         on disk. Turn it off only for data you can afford to lose on a power cut.
+    :param storage_options: for an object storage root: the endpoint, region and
+        credentials (see ``docs/object-storage.md``); what is not given comes from the
+        standard AWS environment variables.
 
     .. versionchanged:: 1.0
-        Invalid ids and paths outside the root are refused; ``fsync`` was added.
+        Invalid ids and paths outside the root are refused; ``fsync`` was added;
+        ``root`` may be a bucket, with ``storage_options``.
     """
 
     def __init__(
@@ -50,9 +56,12 @@ class HashFS:
         dmode: int = 0o755,
         *,
         fsync: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._layout = Layout(depth, width, algorithm)
-        self.backend: Backend = LocalBackend(root, fmode=fmode, dmode=dmode, fsync=fsync)
+        self.backend: Backend = open_backend(
+            root, fmode=fmode, dmode=dmode, fsync=fsync, storage_options=storage_options
+        )
         self.root = self.backend.location
         self.depth = depth
         self.width = width
@@ -190,6 +199,46 @@ class HashFS:
             return self.backend.open(obj.key)
         except FileNotFoundError:
             raise ObjectNotFound(obj.key) from None
+
+    def split_relpath(self, relpath: str) -> tuple[str, str]:
+        """``(id, extension)`` of an object's relpath; a string check, nothing is looked up.
+
+        :raises InvalidId: ``relpath`` is not a key of this store's layout.
+        """
+        parsed = self._layout.parse(relpath) if isinstance(relpath, str) else None
+        if parsed is None:
+            raise InvalidId(relpath, "not the relpath of an object in this store's layout")
+        return parsed
+
+    @property
+    def signs_urls(self) -> bool:
+        """Whether :meth:`signed_url` gives URLs: on object storage, not in a folder."""
+        return self.backend.signs_urls
+
+    def signed_url(
+        self,
+        relpath: str,
+        window: int,
+        *,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+    ) -> str | None:
+        """A URL that fetches the object at ``relpath`` straight from its storage (a
+        presigned bucket URL), or None for a folder. Every call within one period of
+        ``window`` seconds gives the same URL, so that caches work; it stays valid for at
+        least ``window`` seconds. Nothing is looked up: like ``url_for``, it only signs.
+
+        :param content_type: the ``Content-Type`` the storage is to answer with.
+        :param content_disposition: the ``Content-Disposition`` it is to answer with.
+        :raises InvalidId: ``relpath`` is not a key of this store's layout.
+        """
+        self.split_relpath(relpath)
+        return self.backend.signed_url(
+            relpath,
+            window,
+            content_type=content_type,
+            content_disposition=content_disposition,
+        )
 
     def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
         """Open a stored object for reading (``"rb"``, or ``"r"`` for UTF-8 text).

@@ -1,6 +1,49 @@
 """Where stored bytes live. The store talks to one :class:`Backend`, whichever it is."""
 
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigurationError
 from .base import Backend, ObjectInfo, Writer
 from .local import LocalBackend
 
-__all__ = ["Backend", "LocalBackend", "ObjectInfo", "Writer"]
+__all__ = ["Backend", "LocalBackend", "ObjectInfo", "Writer", "open_backend"]
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def open_backend(
+    root: str | os.PathLike[str],
+    *,
+    fmode: int,
+    dmode: int,
+    fsync: bool,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Backend:
+    """The backend a root names: ``s3://bucket[/prefix]`` is a bucket, anything else a folder.
+
+    The object storage client is imported only for an ``s3://`` root, so the local store
+    needs nothing beyond the standard library.
+    """
+    text = os.fspath(root)
+    scheme = _URL.match(text)
+    if scheme is None:
+        if storage_options:
+            raise ConfigurationError(
+                f"storage_options apply to object storage (s3://...), not to the folder {text!r}"
+            )
+        return LocalBackend(root, fmode=fmode, dmode=dmode, fsync=fsync)
+    if scheme.group() != "s3://":
+        raise ConfigurationError(
+            f"unsupported storage {scheme.group()!r} in {text!r}: use a folder or s3://bucket"
+        )
+    if importlib.util.find_spec("boto3") is None:
+        raise ConfigurationError(f"{text!r} needs boto3: pip install 'Flask-HashFS[s3]'")
+    from .s3 import S3Backend
+
+    return S3Backend(text, storage_options)

@@ -40,6 +40,8 @@ class Backend(ABC):
 
     #: The root folder or bucket URL; ``abspath(key)`` is built from it.
     location: str
+    #: Whether :meth:`signed_url` gives URLs: a bucket can, a folder cannot.
+    signs_urls: bool = False
 
     @abstractmethod
     def abspath(self, key: str) -> str: ...
@@ -85,6 +87,22 @@ class Backend(ABC):
 
     @abstractmethod
     def remove_empty(self, path: str) -> None: ...
+
+    def signed_url(
+        self,
+        key: str,
+        window: int,
+        *,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
+    ) -> str | None:
+        """A URL that fetches ``key`` straight from the storage, the same for every call
+        within one period of ``window`` seconds; None where storage has no URLs.
+
+        :param content_type: the ``Content-Type`` the storage answers with.
+        :param content_disposition: the ``Content-Disposition`` it answers with.
+        """
+        return None
 
     @abstractmethod
     def temp_files(self) -> Iterator[str]:
