@@ -301,13 +301,14 @@ class HashFS:
         return None if key is None else self.backend.abspath(key)
 
     def relpath(self, path: FileRef) -> str:
-        key = self.backend.key_of(os.fspath(path))
+        key = self.backend.resolved_key(os.fspath(path))
         if key is None:
             raise OutsideRoot(path, self.root)
         return key.replace("/", os.sep)
 
     def haspath(self, path: FileRef) -> bool:
-        return self.backend.key_of(os.fspath(path)) is not None
+        """True if ``path`` lies under the root once ``..`` and symlinks are resolved."""
+        return self.backend.resolved_key(os.fspath(path)) is not None
 
     def makepath(self, path: FileRef) -> None:
         self.backend.make_folder(os.fspath(path))

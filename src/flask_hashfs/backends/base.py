@@ -48,6 +48,11 @@ class Backend(ABC):
     def key_of(self, path: str) -> str | None:
         """The key of an absolute path or URL under the root, else None (never raises)."""
 
+    def resolved_key(self, path: str) -> str | None:
+        """Like :meth:`key_of`, following symlinks: for helpers that act on folders, or
+        that tell a caller a path is safe to use (``haspath``, ``relpath``)."""
+        return self.key_of(path)
+
     @abstractmethod
     def writer(self) -> AbstractContextManager[Writer]: ...
 

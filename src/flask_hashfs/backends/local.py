@@ -60,6 +60,7 @@ class LocalBackend(Backend):
     def key_of(self, path: str) -> str | None:
         if "\0" in path:
             return None
+        path = os.path.normpath(path)  # "root/../elsewhere" is not under the root
         if not path.startswith(self._prefix):
             try:
                 path = os.path.realpath(path)
@@ -69,6 +70,14 @@ class LocalBackend(Backend):
                 return None
         rel = path[len(self._prefix) :]
         return rel if os.sep == "/" else rel.replace(os.sep, "/")
+
+    def resolved_key(self, path: str) -> str | None:
+        if "\0" in path:
+            return None
+        try:
+            return self.key_of(os.path.realpath(path))
+        except (OSError, ValueError):
+            return None
 
     def _folders_are_real(self, key: str) -> bool:
         """Refuse a key under a symlinked folder: lookups never leave the root."""
@@ -215,13 +224,15 @@ class LocalBackend(Backend):
         return sum(os.lstat(self.abspath(key)).st_size for key in self.all_keys())
 
     def make_folder(self, path: str) -> None:
-        if self.key_of(path) is None and os.path.realpath(path) != self.location:
+        key = self.resolved_key(path)
+        if key is None and os.path.realpath(path) != self.location:
             raise OutsideRoot(path, self.location)
-        os.makedirs(path, self.dmode, exist_ok=True)
+        os.makedirs(self.location if key is None else self.abspath(key), self.dmode, exist_ok=True)
 
     def remove_empty(self, path: str) -> None:
-        if self.key_of(path) is not None:
-            self._remove_empty_from(path)
+        key = self.resolved_key(path)
+        if key is not None:
+            self._remove_empty_from(self.abspath(key))
 
     def _remove_empty_from(self, folder: str) -> None:
         """rmdir upwards until the root; a folder that is not empty stops it, atomically."""
