@@ -101,6 +101,9 @@ class LocalBackend(Backend):
             writer.discard()
 
     def find(self, stem: str) -> str | None:
+        # Check the folders before listing: a symlinked shard folder leads out of the root.
+        if not self._folders_are_real(stem):
+            return None
         folder, _, name = stem.rpartition("/")
         try:
             names = os.listdir(self.abspath(folder) if folder else self.location)
@@ -109,8 +112,11 @@ class LocalBackend(Backend):
         dotted = name + "."
         for candidate in sorted(n for n in names if n == name or n.startswith(dotted)):
             key = f"{folder}/{candidate}" if folder else candidate
-            if self.info(key) is not None:
-                return key
+            try:
+                if stat.S_ISREG(os.lstat(self.abspath(key)).st_mode):
+                    return key
+            except OSError:
+                continue
         return None
 
     def info(self, key: str) -> ObjectInfo | None:
