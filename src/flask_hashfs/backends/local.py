@@ -202,6 +202,8 @@ class LocalBackend(Backend):
                 os.mkdir(path, self.dmode)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                break  # a concurrent delete removed a parent: the caller's retry remakes it
             except OSError as exc:
                 raise _storage_error(exc, "create folder", path) from None
             made.append(path)
