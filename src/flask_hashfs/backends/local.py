@@ -32,7 +32,10 @@ _start_writeback = getattr(os, "posix_fadvise", None)
 
 
 def _fsync_folder(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # a concurrent delete emptied and removed it: there is nothing left to sync
     try:
         os.fsync(fd)
     finally:
