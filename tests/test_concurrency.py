@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flask_hashfs import HashFS, ObjectNotFound
 from flask_hashfs.backends.local import TEMP_PREFIX
 
@@ -143,12 +145,12 @@ def test_put_delete_storm_across_threads_with_fsync(root: Path) -> None:
     _assert_idle_store_is_clean(HashFS(root))
 
 
-def _racer(root: str, barrier: Any, results: Any, rounds: int) -> None:
+def _racer(root: str, barrier: Any, results: Any, rounds: int, extension: str) -> None:
     fs = HashFS(root, fsync=False)
     for round in range(rounds):
         data = _race_content(round)
         barrier.wait(PATIENCE)
-        address = fs.put(io.BytesIO(data), extension=".dat")
+        address = fs.put(io.BytesIO(data), extension=extension)
         results.put((round, address.is_duplicate, address.relpath))
 
 
@@ -157,13 +159,15 @@ def _race_content(round: int) -> bytes:
     return hashlib.sha256(b"race %d" % round).digest() * (size // 32 + 1)
 
 
-def test_exactly_one_racer_stores_new_content(root: Path) -> None:
-    racers, rounds = 4, 16
+@pytest.mark.parametrize("extensions", [[".dat"] * 4, [".a", ".b", "", ".tar.gz"]])
+def test_exactly_one_racer_stores_new_content(root: Path, extensions: list[str]) -> None:
+    """Whatever extension each racer asks for, the content is stored once."""
+    racers, rounds = len(extensions), 16
     barrier = SPAWN.Barrier(racers)
     results = SPAWN.Queue()
     processes = [
-        SPAWN.Process(target=_racer, args=(str(root), barrier, results, rounds))
-        for _ in range(racers)
+        SPAWN.Process(target=_racer, args=(str(root), barrier, results, rounds, extension))
+        for extension in extensions
     ]
     for process in processes:
         process.start()
@@ -186,21 +190,23 @@ def test_exactly_one_racer_stores_new_content(root: Path) -> None:
 
 def test_exactly_one_thread_stores_new_content(root: Path) -> None:
     fs = HashFS(root, fsync=False)
-    data = os.urandom(3 * MiB)
     barrier = threading.Barrier(6)
     seen: list[bool] = []
 
-    def run() -> None:
+    def run(data: bytes, extension: str) -> None:
         barrier.wait(PATIENCE)
-        seen.append(fs.put(io.BytesIO(data)).is_duplicate)
+        seen.append(fs.put(io.BytesIO(data), extension=extension).is_duplicate)
 
-    threads = [threading.Thread(target=run) for _ in range(6)]
+    data = os.urandom(3 * MiB)
+    threads = [threading.Thread(target=run, args=(data, f".e{n}")) for n in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(PATIENCE)
     assert sorted(seen) == [False] + [True] * 5
     assert fs.count() == 1
+    fs.delete(_sha(data))
+    assert not fs.exists(_sha(data)), "one delete removes the content"
 
 
 # -- a writer killed mid-put ---------------------------------------------------------------

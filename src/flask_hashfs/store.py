@@ -110,7 +110,8 @@ class HashFS:
             key = self._layout.key(id, ext)
             if writer.publish(key):
                 return HashAddress(id, key, self.backend.abspath(key), False)
-            existing = key
+            # Another writer won the race, perhaps with another extension.
+            existing = self._find(id) or key
         return HashAddress(id, existing, self.backend.abspath(existing), True)
 
     # -- finding -------------------------------------------------------------------------

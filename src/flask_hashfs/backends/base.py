@@ -32,7 +32,8 @@ class Writer(ABC):
 
     @abstractmethod
     def publish(self, key: str) -> bool:
-        """Make the bytes visible under ``key`` unless it exists: True if this call created it."""
+        """Make the bytes visible under ``key`` unless its id is stored (under any extension):
+        True if this call created it."""
 
 
 class Backend(ABC):

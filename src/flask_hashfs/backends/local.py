@@ -42,6 +42,20 @@ def _fsync_folder(path: str) -> None:
         os.close(fd)
 
 
+@contextmanager
+def _locked_folder(path: str) -> Iterator[None]:
+    """Publishers in one shard folder take turns, so that looking for the id under any
+    extension and linking it are one step: one object per id, one ``is_duplicate=False``."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink == 0:
+            raise FileNotFoundError(errno.ENOENT, "removed by a concurrent delete", path)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
     reason = exc.strerror or str(exc)
     return StorageError(exc.errno or errno.EIO, f"could not {action} {path!r}: {reason}", path)
@@ -167,13 +181,18 @@ class LocalBackend(Backend):
         return created
 
     def _link(self, source_path: str, key: str) -> bool:
-        """Hard-link ``source_path`` as ``key``; False if ``key`` exists. Durable if asked."""
+        """Hard-link ``source_path`` as ``key``; False if its id is stored under any
+        extension. Durable if asked."""
         target = self.abspath(key)
         folder = os.path.dirname(target)
+        stem = key.partition(".")[0]
         new_folders: list[str] = []
         for _ in range(16):
             try:
-                os.link(source_path, target)
+                with _locked_folder(folder):
+                    if self.find(stem) is not None:
+                        return False
+                    os.link(source_path, target)
             except FileExistsError:
                 return False
             except FileNotFoundError:
