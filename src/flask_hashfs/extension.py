@@ -16,6 +16,7 @@ from flask import Flask, current_app, request
 
 from .address import HashAddress
 from .backends import ObjectInfo
+from .cli import hashfs_cli
 from .errors import ConfigurationError
 from .store import FileRef, HashFS
 from .streams import PutInput
@@ -41,6 +42,8 @@ class FlaskHashFS:
         ``HASHFS_PATH_PREFIX`` [""], ``HASHFS_ROOT_FOLDER`` [required],
         ``HASHFS_DEPTH`` [4], ``HASHFS_WIDTH`` [1], ``HASHFS_ALGORITHM`` ["sha256"],
         ``HASHFS_FSYNC`` [True].
+
+        It also adds the ``flask hashfs`` commands (``verify``, ``repair``, ``stats``).
 
         :raises ValueError: a config value is missing or invalid; the message names it.
         :raises RuntimeError: the extension is already registered on ``app``.
@@ -89,6 +92,7 @@ class FlaskHashFS:
             ) from exc
         self._stores[app] = store
         app.extensions[EXTENSION_NAME] = self
+        app.cli.add_command(hashfs_cli)
 
     def store_for(self, app: Flask) -> HashFS:
         """The store of ``app``, outside a request or app context."""
