@@ -116,6 +116,25 @@ def test_put_delete_read_storm_across_processes(root: Path) -> None:
     _assert_idle_store_is_clean(fs)
 
 
+def test_checks_run_on_a_live_store(root: Path) -> None:
+    """verify, stats and listing while other processes put and delete: objects that vanish
+    under a check are skipped, never reported as corrupted, never a crash."""
+    fs = HashFS(root, fsync=False)
+    checks = 0
+    with SPAWN.Pool(2) as pool:
+        work = [(str(root), seed, 1500, False, SMALL) for seed in range(2)]
+        storm = pool.starmap_async(_storm, work)
+        while not storm.ready() or checks < 5:
+            assert list(fs.corrupted()) == []
+            assert fs.size() >= 0
+            assert fs.count() >= 0
+            assert all(os.path.basename(path)[0] != "." for path in fs.files())
+            assert fs.repair() == []
+            checks += 1
+        storm.get(PATIENCE)
+    _assert_idle_store_is_clean(fs)
+
+
 def test_durable_put_delete_storm_of_the_same_content(root: Path) -> None:
     """Two contents, put and deleted as fast as four processes can: each put races a
     delete of its own folders, before and after its link, and must still succeed."""

@@ -228,7 +228,11 @@ class HashFS:
 
     def _misplaced(self, extensions: bool) -> Iterator[tuple[str, HashAddress]]:
         for key in self.backend.all_keys():
-            with self.backend.open(key) as stream:
+            try:
+                stream = self.backend.open(key)
+            except FileNotFoundError:
+                continue  # deleted since it was listed: a live store is checked as it is
+            with stream:
                 id = self.computehash(stream)
             ext = ""
             if extensions:

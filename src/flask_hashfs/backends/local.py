@@ -251,7 +251,13 @@ class LocalBackend(Backend):
         return sum(1 for _ in self._walk(self.location, ""))
 
     def size(self) -> int:
-        return sum(os.lstat(self.abspath(key)).st_size for key in self.all_keys())
+        total = 0
+        for key in self.all_keys():
+            try:
+                total += os.lstat(self.abspath(key)).st_size
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+        return total
 
     def make_folder(self, path: str) -> None:
         key = self.resolved_key(path)
