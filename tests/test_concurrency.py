@@ -88,13 +88,17 @@ def _storm(
     return done
 
 
-def _assert_idle_store_is_clean(fs: HashFS) -> None:
+def _assert_idle_store_is_clean(fs: HashFS, *, crashed: bool = False) -> None:
+    """Only objects and shard folders; after a crash, some shard folders may be empty."""
     assert list(fs.corrupted()) == []
     assert fs.stale_temp_files() == []
     assert not any(name.startswith(TEMP_PREFIX) for name in os.listdir(fs.root))
     for path in list(fs.files()):
         fs.delete(path)
-    assert os.listdir(fs.root) == [], "an idle root holds only objects and shard folders"
+    left = [os.path.join(folder, name) for folder, _, names in os.walk(fs.root) for name in names]
+    assert left == [], "an idle root holds only objects and shard folders"
+    if not crashed:
+        assert os.listdir(fs.root) == [], "no empty shard folders either"
 
 
 def _run_storm(root: Path, operations: int, fsync: bool, contents: list[bytes]) -> Counter[str]:
@@ -235,7 +239,9 @@ WRITER = textwrap.dedent(
     import sys
     from flask_hashfs import HashFS
 
-    address = HashFS(sys.argv[1]).put(sys.stdin.buffer, extension=".bin")
+    fs = HashFS(sys.argv[1], fsync=sys.argv[2] == "1")
+    print("ready", flush=True)
+    address = fs.put(sys.stdin.buffer, extension=".bin")
     print(address.id, address.is_duplicate, flush=True)
     """
 )
@@ -244,18 +250,22 @@ WRITER = textwrap.dedent(
 class Writer:
     """A put in another process, reading from a pipe that the test feeds at its own pace."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, start: bool = True, fsync: bool = True) -> None:
         self.root = root
         before = self.temp_files()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(root)],
+            [sys.executable, "-c", WRITER, str(root), "1" if fsync else "0"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline() == b"ready\n"
         self.sent = hashlib.sha256()
-        # Two full chunks get the put past its one-chunk fast path and writing.
-        self.feed(os.urandom(2 * MiB + 1))
-        self.temp = self._wait_for(lambda: self.temp_files() - before)
+        self.temp = ""
+        if start:
+            # Two full chunks get the put past its one-chunk fast path and writing.
+            self.feed(os.urandom(2 * MiB + 1))
+            self.temp = self._wait_for(lambda: self.temp_files() - before)
 
     def temp_files(self) -> set[str]:
         try:
@@ -368,3 +378,27 @@ def test_sweep_racing_new_writers_never_breaks_a_put(root: Path) -> None:
         sweeper.join(PATIENCE)
     assert fs.count() == 300
     _assert_idle_store_is_clean(fs)
+
+
+def test_writers_killed_at_any_instant_leave_the_store_valid(root: Path) -> None:
+    """Kill whole puts at random instants (reading, hashing, writing, fsync, link, cleanup):
+    every object left is whole, and the sweep leaves an idle, clean root."""
+    fs = HashFS(root)
+    rng = random.Random(7)
+    writers = [Writer(root, start=False, fsync=n % 2 == 0) for n in range(8)]
+    for writer in writers:
+        writer.feed(os.urandom(rng.choice([100, MiB + 1, 3 * MiB])))
+        assert writer.process.stdin is not None
+        writer.process.stdin.close()
+        time.sleep(rng.uniform(0, 0.02))
+        writer.process.send_signal(signal.SIGKILL)
+        writer.process.wait(PATIENCE)
+        assert writer.process.stdout is not None
+        writer.process.stdout.close()
+    for path in fs.files():
+        assert _sha(Path(path).read_bytes()) == fs.unshard(path), "a partial object"
+    assert list(fs.corrupted()) == []
+    stale = fs.stale_temp_files()
+    assert sorted(fs.remove_stale_temp_files()) == sorted(stale)
+    # a put killed between making its shard folders and linking leaves them empty
+    _assert_idle_store_is_clean(fs, crashed=True)

@@ -489,6 +489,15 @@ def test_valid_inputs_still_work_through_every_form(world: World) -> None:
     assert not fs.exists(stored.id)
 
 
+def test_open_is_read_only(world: World) -> None:
+    for mode in ["w", "wb", "a", "ab", "r+", "rb+", "x", "w+b", "", "rt+", "rbt"]:
+        with pytest.raises(ValueError, match="read-only"):
+            world.fs.open(world.stored.id, mode)
+    with world.fs.open(world.stored.id, "r") as text:
+        assert text.read() == STORED.decode()
+    assert Path(world.stored.abspath).read_bytes() == STORED
+
+
 # -- layout properties -----------------------------------------------------------------
 
 ALGORITHMS = ["sha256", "sha1", "md5", "sha512", "blake2b", "sha3_256", "blake3"]
