@@ -186,9 +186,11 @@ def test_durable_put_fsyncs_file_folder_and_new_parents(fs: HashFS, calls: Calls
     first = fs.put(io.BytesIO(b"first object"))
     folder = os.path.dirname(first.abspath)
     shards = [fs.root, *(os.path.join(fs.root, *first.id[:n]) for n in range(1, 4))]
-    # the file (still under its temp name), its folder, and the parent of each new folder
-    assert calls.fsync[0].startswith(os.path.join(fs.root, TEMP_PREFIX))
-    assert calls.fsync[1:] == [folder, *reversed(shards)]
+    # the root's parent (this put made the root), the file (still under its temp name),
+    # its folder, and the parent of each new shard folder
+    assert calls.fsync[0] == os.path.dirname(fs.root)
+    assert calls.fsync[1].startswith(os.path.join(fs.root, TEMP_PREFIX))
+    assert calls.fsync[2:] == [folder, *reversed(shards)]
 
     calls.fsync.clear()
     second = fs.put(io.BytesIO(_sharing_prefix(first.id, 4)))
@@ -338,6 +340,7 @@ def test_folder_fsync_error_fails_the_put_naming_the_object(
 ) -> None:
     """The file is synced but its folder entry is not: the put fails, and what may be left
     under the address is the whole object, never a part of it."""
+    fs.put(io.BytesIO(b"the root exists"))
     data = os.urandom(5000)
     monkeypatch.setattr(local, "os", OsProxy(fsync=_failing(errno.EIO, 1, os.fsync)))
     with pytest.raises(StorageError, match="could not fsync the folder of") as caught:

@@ -332,7 +332,13 @@ class _LocalWriter(Writer):
             except FileExistsError:
                 continue
             except FileNotFoundError:
-                os.makedirs(backend.location, backend.dmode, exist_ok=True)
+                # The first put makes the root; a durable put makes its entry durable too.
+                try:
+                    os.makedirs(backend.location, backend.dmode, exist_ok=True)
+                    if backend.fsync:
+                        _fsync_folder(os.path.dirname(backend.location))
+                except OSError as exc:
+                    raise _storage_error(exc, "create the root", backend.location) from None
                 continue
             except OSError as exc:
                 raise _storage_error(exc, "create a temp file in", backend.location) from None
