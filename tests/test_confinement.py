@@ -15,13 +15,14 @@ import hashlib
 import io
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flask_hashfs import (
@@ -573,6 +574,23 @@ def test_unshard_inverts_idpath(layout: Layout, data: st.DataObject) -> None:
     assert path.startswith(fs.root + os.sep)
     assert fs.unshard(path) == id
     assert fs.unshard(fs.relpath(path)) == id
+
+
+@settings(max_examples=40, deadline=None)
+@given(layouts(), st.binary(max_size=300), EXTENSIONS)
+def test_any_layout_stores_and_finds_only_inside(layout: Layout, data: bytes, ext: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "store")
+        fs = HashFS(root, layout.depth, layout.width, layout.algorithm, fsync=False)
+        address = fs.put(io.BytesIO(data), extension=ext)
+        assert address.abspath.startswith(fs.root + os.sep)
+        assert fs.get(address.id) == fs.get(address.relpath) == fs.get(address.abspath)
+        assert fs.unshard(address.abspath) == address.id
+        assert fs.put(io.BytesIO(data), extension=".other").is_duplicate
+        for bad in ["..", "../store", root + "/..", "*", address.id.upper(), address.id[1:]]:
+            assert fs.get(bad) is None
+        fs.delete(address.id)
+        assert os.listdir(fs.root) == []
 
 
 @given(st.text(max_size=40))
