@@ -32,7 +32,9 @@ from flask_hashfs import (
     InvalidId,
     ObjectNotFound,
     OutsideRoot,
+    StorageError,
 )
+from flask_hashfs.backends.local import TEMP_PREFIX
 from flask_hashfs.layout import Layout, normalize_extension
 
 # -- watching the file system ------------------------------------------------------------
@@ -488,6 +490,37 @@ def test_valid_inputs_still_work_through_every_form(world: World) -> None:
     assert fs.get(str(alias / stored.relpath)) == stored
     fs.delete(str(alias / stored.relpath))
     assert not fs.exists(stored.id)
+
+
+def _content_under(prefix: str, avoid: str = "") -> bytes:
+    """Content whose id starts with ``prefix`` (and not with ``avoid``)."""
+    n = 0
+    while True:
+        data = b"aimed at a planted symlink %d" % n
+        id = _sha(data)
+        if id.startswith(prefix) and not (avoid and id.startswith(avoid)):
+            return data
+        n += 1
+
+
+def test_put_never_writes_through_a_symlinked_shard_folder(
+    world: World, watch: Callable[[], Events]
+) -> None:
+    before = world.snapshot()
+    aimed = [
+        _content_under(SECRET_ID[:2]),  # its folders exist, through the top symlink
+        _content_under(SECRET_ID[0], avoid=SECRET_ID[:2]),  # they would be made through it
+        _content_under(SECRET3_ID[:4]),  # its last folder is the symlink
+    ]
+    for data in aimed:
+        with pytest.raises(StorageError, match="not a real folder"):
+            world.fs.put(io.BytesIO(data))
+        assert world.snapshot() == before
+    # What was created or linked (a mkdir of an existing symlink fails: the snapshot shows it)
+    made = [e for e in watch() if e[0] == "os.link" or (e[0] == "open" and e[1][2] & os.O_CREAT)]
+    assert _escapes(world, made) == []
+    assert not any(name.startswith(TEMP_PREFIX) for name in os.listdir(world.root))
+    assert world.fs.put(io.BytesIO(b"elsewhere is fine")).is_duplicate is False
 
 
 def test_open_is_read_only(world: World) -> None:

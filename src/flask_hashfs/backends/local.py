@@ -56,6 +56,12 @@ def _locked_folder(path: str) -> Iterator[None]:
         os.close(fd)
 
 
+def _not_a_folder(path: str) -> StorageError:
+    return StorageError(
+        errno.ENOTDIR, f"could not publish under {path!r}: not a real folder under the root", path
+    )
+
+
 def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
     reason = exc.strerror or str(exc)
     return StorageError(exc.errno or errno.EIO, f"could not {action} {path!r}: {reason}", path)
@@ -108,6 +114,17 @@ class LocalBackend(Backend):
                 return False
             path += os.sep
         return True
+
+    def _require_real_folders(self, key: str) -> None:
+        """Never publish through a symlink: StorageError for a folder on the way that is not
+        a real one, FileNotFoundError for a missing one (a delete removed it: make it again).
+        """
+        path = self._prefix
+        for part in key.split("/")[:-1]:
+            path += part
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise _not_a_folder(path)
+            path += os.sep
 
     @contextmanager
     def writer(self) -> Iterator[Writer]:
@@ -190,11 +207,14 @@ class LocalBackend(Backend):
         for _ in range(16):
             try:
                 with _locked_folder(folder):
+                    self._require_real_folders(key)
                     if self.find(stem) is not None:
                         return False
                     os.link(source_path, target)
             except FileExistsError:
                 return False
+            except StorageError:
+                raise
             except FileNotFoundError:
                 if not os.path.exists(source_path):
                     raise
@@ -223,6 +243,8 @@ class LocalBackend(Backend):
             try:
                 os.mkdir(path, self.dmode)
             except FileExistsError:
+                if os.path.islink(path):
+                    raise _not_a_folder(path) from None  # never make folders through a symlink
                 continue
             except FileNotFoundError:
                 break  # a concurrent delete removed a parent: the caller's retry remakes it
