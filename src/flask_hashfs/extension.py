@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 
 from .address import HashAddress, StoredObject
 from .backends import ObjectInfo
+from .cli import hashfs_cli
 from .errors import ConfigurationError, ObjectNotFound
 from .serving import (
     DEFAULT_INLINE_TYPES,
@@ -69,6 +70,8 @@ class FlaskHashFS:
 
         With ``HASHFS_SERVE``, :class:`~flask_hashfs.serving.ObjectServer` wraps
         ``app.wsgi_app`` to answer GET and HEAD of stored objects under the prefix.
+
+        It also adds the ``flask hashfs`` commands (``verify``, ``repair``, ``stats``).
 
         :raises ValueError: a config value is missing or invalid; the message names it.
         :raises RuntimeError: the extension is already registered on ``app``.
@@ -136,6 +139,7 @@ class FlaskHashFS:
             app.wsgi_app = server  # type: ignore[method-assign]
         self._state[app] = _AppState(store, serving)
         app.extensions[EXTENSION_NAME] = self
+        app.cli.add_command(hashfs_cli)
 
     def _state_for(self, app: Flask) -> _AppState:
         try:

@@ -119,7 +119,8 @@ class HashFS:
             key = self._layout.key(id, ext)
             if writer.publish(key):
                 return HashAddress(id, key, self.backend.abspath(key), False)
-            existing = key
+            # Another writer won the race, perhaps with another extension.
+            existing = self._find(id) or key
         return HashAddress(id, existing, self.backend.abspath(existing), True)
 
     # -- finding -------------------------------------------------------------------------
@@ -312,7 +313,11 @@ class HashFS:
 
     def _misplaced(self, extensions: bool) -> Iterator[tuple[str, HashAddress]]:
         for key in self.backend.all_keys():
-            with self.backend.open(key) as stream:
+            try:
+                stream = self.backend.open(key)
+            except FileNotFoundError:
+                continue  # deleted since it was listed: a live store is checked as it is
+            with stream:
                 id = self.computehash(stream)
             ext = ""
             if extensions:
@@ -386,13 +391,14 @@ class HashFS:
         return None if key is None else self.backend.abspath(key)
 
     def relpath(self, path: FileRef) -> str:
-        key = self.backend.key_of(os.fspath(path))
+        key = self.backend.resolved_key(os.fspath(path))
         if key is None:
             raise OutsideRoot(path, self.root)
         return key.replace("/", os.sep)
 
     def haspath(self, path: FileRef) -> bool:
-        return self.backend.key_of(os.fspath(path)) is not None
+        """True if ``path`` lies under the root once ``..`` and symlinks are resolved."""
+        return self.backend.resolved_key(os.fspath(path)) is not None
 
     def makepath(self, path: FileRef) -> None:
         self.backend.make_folder(os.fspath(path))

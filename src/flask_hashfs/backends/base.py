@@ -32,7 +32,8 @@ class Writer(ABC):
 
     @abstractmethod
     def publish(self, key: str) -> bool:
-        """Make the bytes visible under ``key`` unless it exists: True if this call created it."""
+        """Make the bytes visible under ``key`` unless its id is stored (under any extension):
+        True if this call created it."""
 
 
 class Backend(ABC):
@@ -49,6 +50,11 @@ class Backend(ABC):
     @abstractmethod
     def key_of(self, path: str) -> str | None:
         """The key of an absolute path or URL under the root, else None (never raises)."""
+
+    def resolved_key(self, path: str) -> str | None:
+        """Like :meth:`key_of`, following symlinks: for helpers that act on folders, or
+        that tell a caller a path is safe to use (``haspath``, ``relpath``)."""
+        return self.key_of(path)
 
     @abstractmethod
     def writer(self) -> AbstractContextManager[Writer]: ...

@@ -39,11 +39,34 @@ _WALKERS = 8
 
 
 def _fsync_folder(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # a concurrent delete emptied and removed it: there is nothing left to sync
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _locked_folder(path: str) -> Iterator[None]:
+    """Publishers in one shard folder take turns, so that looking for the id under any
+    extension and linking it are one step: one object per id, one ``is_duplicate=False``."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink == 0:
+            raise FileNotFoundError(errno.ENOENT, "removed by a concurrent delete", path)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _not_a_folder(path: str) -> StorageError:
+    return StorageError(
+        errno.ENOTDIR, f"could not publish under {path!r}: not a real folder under the root", path
+    )
 
 
 def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
@@ -67,6 +90,7 @@ class LocalBackend(Backend):
     def key_of(self, path: str) -> str | None:
         if "\0" in path:
             return None
+        path = os.path.normpath(path)  # "root/../elsewhere" is not under the root
         if not path.startswith(self._prefix):
             try:
                 path = os.path.realpath(path)
@@ -77,18 +101,39 @@ class LocalBackend(Backend):
         rel = path[len(self._prefix) :]
         return rel if os.sep == "/" else rel.replace(os.sep, "/")
 
+    def resolved_key(self, path: str) -> str | None:
+        if "\0" in path:
+            return None
+        try:
+            return self.key_of(os.path.realpath(path))
+        except (OSError, ValueError):
+            return None
+
     def _folders_are_real(self, key: str) -> bool:
-        """Refuse a key under a symlinked folder: lookups never leave the root."""
-        path = self._prefix
-        for part in key.split("/")[:-1]:
-            path += part
+        """Refuse a key under a symlinked folder: lookups never leave the root.
+
+        Deepest folder first: for an id that is not stored its folder is usually missing,
+        and one lstat settles it.
+        """
+        parts = key.split("/")[:-1]
+        for depth in range(len(parts), 0, -1):
             try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                if not stat.S_ISDIR(os.lstat(self._prefix + "/".join(parts[:depth])).st_mode):
                     return False
             except OSError:
                 return False
-            path += os.sep
         return True
+
+    def _require_real_folders(self, key: str) -> None:
+        """Never publish through a symlink: StorageError for a folder on the way that is not
+        a real one, FileNotFoundError for a missing one (a delete removed it: make it again).
+        """
+        path = self._prefix
+        for part in key.split("/")[:-1]:
+            path += part
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise _not_a_folder(path)
+            path += os.sep
 
     @contextmanager
     def writer(self) -> Iterator[Writer]:
@@ -101,14 +146,17 @@ class LocalBackend(Backend):
     def find(self, stem: str) -> str | None:
         """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.
 
-        An object stored without extension costs one lstat before the folder check; only
-        with an extension is the folder listed (its entries carry their file type, so
-        no lstat per candidate).
+        The folders are checked before anything is looked at or listed: a symlinked shard
+        folder would lead out of the root. An object stored without extension then costs
+        one lstat; only with an extension is the folder listed (its entries carry their
+        file type, so no lstat per candidate).
         """
+        if not self._folders_are_real(stem):
+            return None
         path = self.abspath(stem)
         try:
             if stat.S_ISREG(os.lstat(path).st_mode):
-                return stem if self._folders_are_real(stem) else None
+                return stem
         except OSError:
             pass
         dotted = stem.rpartition("/")[2] + "."
@@ -121,9 +169,7 @@ class LocalBackend(Backend):
                 ]
         except OSError:
             return None
-        if not names or not self._folders_are_real(stem):
-            return None
-        return stem[: len(stem) - len(dotted) + 1] + min(names)
+        return stem[: len(stem) - len(dotted) + 1] + min(names) if names else None
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
@@ -170,15 +216,23 @@ class LocalBackend(Backend):
         return created
 
     def _link(self, source_path: str, key: str) -> bool:
-        """Hard-link ``source_path`` as ``key``; False if ``key`` exists. Durable if asked."""
+        """Hard-link ``source_path`` as ``key``; False if its id is stored under any
+        extension. Durable if asked."""
         target = self.abspath(key)
         folder = os.path.dirname(target)
+        stem = key.partition(".")[0]
         new_folders: list[str] = []
         for _ in range(16):
             try:
-                os.link(source_path, target)
+                with _locked_folder(folder):
+                    self._require_real_folders(key)
+                    if self.find(stem) is not None:
+                        return False
+                    os.link(source_path, target)
             except FileExistsError:
                 return False
+            except StorageError:
+                raise
             except FileNotFoundError:
                 if not os.path.exists(source_path):
                     raise
@@ -198,30 +252,23 @@ class LocalBackend(Backend):
         raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
 
     def _make_folders(self, folder: str) -> list[str]:
-        """Create ``folder`` and its missing parents under the root; return them, top first.
-
-        Deepest first: usually only the last shard folder is missing, and a mkdir that
-        fails with EEXIST costs as much as one that succeeds.
-        """
-        pending, made = [folder], []
-        while pending:
-            path = pending[-1]
+        made = []
+        path = self.location
+        for part in os.path.relpath(folder, self.location).split(os.sep):
+            if part == os.curdir:
+                break
+            path = os.path.join(path, part)
             try:
                 os.mkdir(path, self.dmode)
             except FileExistsError:
-                pass
-            except FileNotFoundError:
-                parent = os.path.dirname(path)
-                if not parent.startswith(self._prefix):
-                    message = f"could not create {folder!r}: the root vanished"
-                    raise StorageError(errno.ENOENT, message, folder) from None
-                pending.append(parent)
+                if os.path.islink(path):
+                    raise _not_a_folder(path) from None  # never make folders through a symlink
                 continue
+            except FileNotFoundError:
+                break  # a concurrent delete removed a parent: the caller's retry remakes it
             except OSError as exc:
                 raise _storage_error(exc, "create folder", path) from None
-            else:
-                made.append(path)
-            pending.pop()
+            made.append(path)
         return made
 
     def all_keys(self) -> Iterator[str]:
@@ -261,13 +308,15 @@ class LocalBackend(Backend):
             return total + sum(pool.map(partial(_folder_total, measure), folders))
 
     def make_folder(self, path: str) -> None:
-        if self.key_of(path) is None and os.path.realpath(path) != self.location:
+        key = self.resolved_key(path)
+        if key is None and os.path.realpath(path) != self.location:
             raise OutsideRoot(path, self.location)
-        os.makedirs(path, self.dmode, exist_ok=True)
+        os.makedirs(self.location if key is None else self.abspath(key), self.dmode, exist_ok=True)
 
     def remove_empty(self, path: str) -> None:
-        if self.key_of(path) is not None:
-            self._remove_empty_from(path)
+        key = self.resolved_key(path)
+        if key is not None:
+            self._remove_empty_from(self.abspath(key))
 
     def _remove_empty_from(self, folder: str) -> None:
         """rmdir upwards until the root; a folder that is not empty stops it, atomically."""
@@ -358,7 +407,13 @@ class _LocalWriter(Writer):
             except FileExistsError:
                 continue
             except FileNotFoundError:
-                os.makedirs(backend.location, backend.dmode, exist_ok=True)
+                # The first put makes the root; a durable put makes its entry durable too.
+                try:
+                    os.makedirs(backend.location, backend.dmode, exist_ok=True)
+                    if backend.fsync:
+                        _fsync_folder(os.path.dirname(backend.location))
+                except OSError as exc:
+                    raise _storage_error(exc, "create the root", backend.location) from None
                 continue
             except OSError as exc:
                 raise _storage_error(exc, "create a temp file in", backend.location) from None

@@ -1,0 +1,159 @@
+"""``flask hashfs verify|repair|stats``, run through Flask's own CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+
+from flask_hashfs import FlaskHashFS, HashFS
+from flask_hashfs.backends.local import TEMP_PREFIX
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    app = Flask(__name__)
+    app.config["HASHFS_ROOT_FOLDER"] = str(tmp_path / "store")
+    FlaskHashFS(app)
+    return app
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def store(app: Flask) -> HashFS:
+    extension = app.extensions["hashfs"]
+    assert isinstance(extension, FlaskHashFS)
+    return extension.store_for(app)
+
+
+def _stale_temp_file(store: HashFS) -> str:
+    """What a put killed by SIGKILL leaves: an unlocked temp file in the root."""
+    path = os.path.join(store.root, TEMP_PREFIX + "0123456789abcdef")
+    Path(path).write_bytes(b"half of an upload")
+    return path
+
+
+def test_stats_counts_objects_and_bytes(runner: FlaskCliRunner, store: HashFS) -> None:
+    store.put(io.BytesIO(b"12345"), extension=".txt")
+    store.put(io.BytesIO(b"1234567890"))
+    _stale_temp_file(store)  # never counted
+    result = runner.invoke(args=["hashfs", "stats"])
+    assert result.exit_code == 0, result.output
+    assert "objects: 2\n" in result.output
+    assert "bytes: 15\n" in result.output
+
+
+def test_verify_passes_on_a_healthy_store(runner: FlaskCliRunner, store: HashFS) -> None:
+    store.put(io.BytesIO(b"healthy"))
+    result = runner.invoke(args=["hashfs", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "ok: 1 objects verified" in result.output
+
+
+def test_verify_reports_bit_rot_and_stale_temp_files(runner: FlaskCliRunner, store: HashFS) -> None:
+    rotten = store.put(io.BytesIO(b"will rot"))
+    Path(rotten.abspath).write_bytes(b"rotted")
+    stale = _stale_temp_file(store)
+    result = runner.invoke(args=["hashfs", "verify"])
+    assert result.exit_code == 1
+    assert f"corrupted: {rotten.abspath}" in result.output
+    assert hashlib.sha256(b"rotted").hexdigest() in result.output
+    assert f"stale temp file: {stale}" in result.output
+    assert "2 problem(s) found" in result.output
+    # verify only reads
+    assert os.path.exists(stale)
+    assert Path(rotten.abspath).read_bytes() == b"rotted"
+
+
+def test_repair_fixes_what_verify_reports(runner: FlaskCliRunner, store: HashFS) -> None:
+    rotten = store.put(io.BytesIO(b"will rot"), extension=".txt")
+    Path(rotten.abspath).write_bytes(b"rotted")
+    stale = _stale_temp_file(store)
+    result = runner.invoke(args=["hashfs", "repair"])
+    assert result.exit_code == 0, result.output
+    assert f"repaired: {rotten.abspath} -> " in result.output
+    assert f"removed stale temp file: {stale}" in result.output
+    assert "1 object(s) repaired, 1 stale temp file(s) removed." in result.output
+    assert not os.path.exists(stale)
+    assert store.exists(hashlib.sha256(b"rotted").hexdigest())
+    again = runner.invoke(args=["hashfs", "verify"])
+    assert again.exit_code == 0, again.output
+
+
+def test_repair_leaves_a_live_writers_temp_file(runner: FlaskCliRunner, store: HashFS) -> None:
+    with store.backend.writer() as writer:
+        writer.write(b"a put in progress")
+        live = [n for n in os.listdir(store.root) if n.startswith(TEMP_PREFIX)]
+        assert len(live) == 1
+        result = runner.invoke(args=["hashfs", "repair"])
+        assert "0 stale temp file(s) removed" in result.output
+        assert os.path.exists(os.path.join(store.root, live[0]))
+        verify = runner.invoke(args=["hashfs", "verify"])
+        assert verify.exit_code == 0, verify.output
+
+
+def test_each_app_gets_its_own_store(tmp_path: Path) -> None:
+    extension = FlaskHashFS()
+    apps = []
+    for name in ("one", "two"):
+        app = Flask(name)
+        app.config["HASHFS_ROOT_FOLDER"] = str(tmp_path / name)
+        extension.init_app(app)
+        apps.append(app)
+    extension.store_for(apps[0]).put(io.BytesIO(b"only in one"))
+    outputs = [app.test_cli_runner().invoke(args=["hashfs", "stats"]).output for app in apps]
+    assert "objects: 1" in outputs[0]
+    assert "objects: 0" in outputs[1]
+
+
+def test_flask_command_line_runs_verify(tmp_path: Path) -> None:
+    """The real ``flask`` entry point finds the group through init_app."""
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent(
+            f"""
+            from flask import Flask
+            from flask_hashfs import FlaskHashFS
+
+            app = Flask(__name__)
+            app.config["HASHFS_ROOT_FOLDER"] = {str(tmp_path / "store")!r}
+            FlaskHashFS(app)
+            """
+        )
+    )
+    HashFS(tmp_path / "store").put(io.BytesIO(b"via the real CLI"))
+    flask = os.path.join(os.path.dirname(sys.executable), "flask")
+    result = subprocess.run(
+        [flask, "--app", "app", "hashfs", "verify"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok: 1 objects verified" in result.stdout
+
+
+def test_migrate_runs_under_flask_hashfs(
+    runner: FlaskCliRunner, store: HashFS, tmp_path: Path
+) -> None:
+    address = store.put(io.BytesIO(b"moving house"), extension=".txt")
+    target = tmp_path / "copy"
+    result = runner.invoke(args=["hashfs", "migrate", store.root, str(target)])
+    assert result.exit_code == 0, result.output
+    assert "copied 1," in result.output
+    assert HashFS(target).get(address.id) == address._replace(
+        abspath=os.path.join(target, address.relpath)
+    )
