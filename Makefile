@@ -22,3 +22,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Needs the Debian packages nginx and wrk; the script names whichever is missing.
+.PHONY: bench-serving
+bench-serving: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/bench_serving.py $(BENCH_ARGS)
