@@ -16,21 +16,19 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from .address import HashAddress, StoredObject
+from .address import HashAddress
 from .backends import ObjectInfo
 from .errors import ConfigurationError
-from .serving import DEFAULT_INLINE_TYPES, ServeOptions, respond
+from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions
 from .store import FileRef, HashFS
 from .streams import PutInput
 
 EXTENSION_NAME = "hashfs"
-#: The endpoint of the serving route, for ``flask.url_for("hashfs.serve", key=relpath)``.
-SERVE_ENDPOINT = "hashfs.serve"
 
 
 class _AppState(NamedTuple):
     store: HashFS
-    serving: ServeOptions
+    server: ObjectServer
 
 
 class FlaskHashFS:
@@ -101,20 +99,15 @@ class FlaskHashFS:
                 "Invalid configuration value for Flask-HashFS"
                 f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
             ) from exc
-        serving = _serve_options(config)
+        server = ObjectServer(app.wsgi_app, store, prefix, _serve_options(config))
         if config["HASHFS_SERVE"]:
             if not prefix:
                 raise ValueError(
                     'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
-                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would catch every URL'
+                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would shadow the app'
                 )
-            app.add_url_rule(
-                prefix.rstrip("/") + "/<path:key>",
-                endpoint=SERVE_ENDPOINT,
-                view_func=self._serve_route,
-                merge_slashes=False,
-            )
-        self._state[app] = _AppState(store, serving)
+            app.wsgi_app = server  # type: ignore[method-assign]
+        self._state[app] = _AppState(store, server)
         app.extensions[EXTENSION_NAME] = self
 
     def _state_for(self, app: Flask) -> _AppState:
@@ -135,55 +128,6 @@ class FlaskHashFS:
         """The current app's :class:`HashFS` store."""
         return self.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
 
-    # -- serving ---------------------------------------------------------------------------
-
-    def _serve_route(self, key: str) -> Response:
-        """The ``HASHFS_SERVE`` view: exactly the key ``put`` returned, or 404."""
-        state = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
-        obj = state.store.stat(key)
-        if obj is None:
-            raise NotFound()
-        return self._respond(state, obj, None, False)
-
-    def send(
-        self, file: FileRef, *, download_name: str | None = None, as_attachment: bool = False
-    ) -> Response:
-        """A response serving a stored object, for a view of your own (to check access
-        first, or to give the download the user's original file name).
-
-        It has every header the ``HASHFS_SERVE`` route sends, and honours the hand-off
-        config. Active content is always an attachment.
-
-        :param file: an id, relpath or absolute path, as for :meth:`get`.
-        :param download_name: the name a browser saves the file under (any Unicode).
-        :param as_attachment: download even a type the browser could show inline.
-        :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
-        """
-        state = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
-        info = state.store.info(file)
-        obj = None if info is None else state.store.stat(info.key)
-        if obj is None:
-            raise NotFound()
-        return self._respond(state, obj, download_name, as_attachment)
-
-    def _respond(
-        self,
-        state: _AppState,
-        obj: StoredObject,
-        download_name: str | None,
-        as_attachment: bool,
-    ) -> Response:
-        store = state.store
-        return respond(
-            obj,
-            request.environ,
-            state.serving,
-            lambda: store.open(obj.key),
-            sendfile_path=store.backend.abspath(obj.key) if state.serving.x_sendfile else None,
-            download_name=download_name,
-            as_attachment=as_attachment,
-        )
-
     def url_for(self, relpath: str, external: bool = True) -> str:
         """The URL of a stored object, from its ``relpath``; it does not touch the disk.
 
@@ -197,6 +141,31 @@ class FlaskHashFS:
             return path
         host = config["HASHFS_HOST"] or request.host_url
         return host.rstrip("/") + path
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def send(
+        self, file: FileRef, *, download_name: str | None = None, as_attachment: bool = False
+    ) -> Response:
+        """A response serving a stored object, for a view of your own (to check access
+        first, or to give the download the user's original file name).
+
+        It has every header ``HASHFS_SERVE`` sends, and honours the hand-off config.
+        Active content is always an attachment.
+
+        :param file: an id, relpath or absolute path, as for :meth:`get`.
+        :param download_name: the name a browser saves the file under (any Unicode).
+        :param as_attachment: download even a type the browser could show inline.
+        :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
+        """
+        server = self._state_for(current_app._get_current_object()).server  # type: ignore[attr-defined]
+        info = server.store.info(file)
+        obj = None if info is None else server.store.stat(info.key)
+        if obj is None:
+            raise NotFound()
+        return server.response(
+            obj, request.environ, download_name=download_name, as_attachment=as_attachment
+        )
 
     # -- the store's API, on the current app's store ---------------------------------------
 

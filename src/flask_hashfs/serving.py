@@ -28,9 +28,10 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from .address import StoredObject
+from .store import HashFS
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 #: Content can never change under its URL, so caches may keep it for a year unchecked.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -183,7 +184,7 @@ def respond(
         "X-Content-Type-Options": "nosniff",
         "Last-Modified": http_date(last_modified),
     }
-    if not is_resource_modified(environ, etag, last_modified=last_modified):
+    if _not_modified(environ, etag, last_modified):
         return Response(status=304, headers=headers)
     if inline and not as_attachment:
         if download_name:
@@ -204,14 +205,81 @@ def respond(
         headers["Content-Length"] = str(obj.size)
         return Response(headers=headers)
 
+    headers["Accept-Ranges"] = "bytes"
+    headers["Content-Length"] = str(obj.size)
     body: Iterable[bytes] = ()
     if environ.get("REQUEST_METHOD") != "HEAD":
         body = wrap_file(environ, open_body())
     response = Response(body, headers=headers, direct_passthrough=True)
-    response.content_length = obj.size
+    if "HTTP_RANGE" not in environ and "HTTP_IF_MATCH" not in environ:
+        return response
     try:
         return response.make_conditional(environ, accept_ranges=True, complete_length=obj.size)
     except RequestedRangeNotSatisfiable:
         response.close()
         headers["Content-Range"] = f"bytes */{obj.size}"
+        del headers["Content-Length"]
         return Response(status=416, headers=headers)
+
+
+def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: datetime) -> bool:
+    """Whether the client's copy is current (304). A browser revalidating sends back
+    exactly our one ETag: that common case skips parsing; werkzeug decides the rest."""
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match == etag and "HTTP_IF_MATCH" not in environ:
+        return True
+    if if_none_match is None and "HTTP_IF_MODIFIED_SINCE" not in environ:
+        return False
+    return not is_resource_modified(environ, etag, last_modified=last_modified)
+
+
+class ObjectServer:
+    """WSGI middleware that answers GET and HEAD for stored objects under ``prefix``.
+
+    It sits in front of the Flask app, like a static file server: a request for a
+    stored key is answered without building a request context, running hooks or
+    routing, which is most of what a Flask view costs. Anything else, including every
+    URL under ``prefix`` that names no stored object, goes on to the app untouched, so
+    it gets the app's own 404 (which says nothing about the store) or the app's own
+    view under that prefix.
+
+    :param app: the WSGI app to pass other requests to.
+    :param store: answers which object a key names (:meth:`HashFS.stat`).
+    :param prefix: the URL path prefix, with a leading slash and no trailing one.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, store: HashFS, prefix: str, options: ServeOptions
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.prefix = prefix.rstrip("/") + "/"
+        self.options = options
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+            obj = self.store.stat(path[len(self.prefix) :])
+            if obj is not None:
+                return self.response(obj, environ)(environ, start_response)
+        return self.app(environ, start_response)
+
+    def response(
+        self,
+        obj: StoredObject,
+        environ: WSGIEnvironment,
+        *,
+        download_name: str | None = None,
+        as_attachment: bool = False,
+    ) -> Response:
+        """:func:`respond` for ``obj`` with this store's body and file path."""
+        store = self.store
+        return respond(
+            obj,
+            environ,
+            self.options,
+            lambda: store.open_stored(obj),
+            sendfile_path=store.backend.abspath(obj.key) if self.options.x_sendfile else None,
+            download_name=download_name,
+            as_attachment=as_attachment,
+        )

@@ -170,6 +170,16 @@ class HashFS:
             return None
         return StoredObject(parsed[0], parsed[1], key, info.size, info.mtime)
 
+    def open_stored(self, obj: StoredObject) -> IO[bytes]:
+        """Open the object :meth:`stat` returned, without looking it up a second time.
+
+        :raises ObjectNotFound: it was deleted since.
+        """
+        try:
+            return self.backend.open(obj.key)
+        except FileNotFoundError:
+            raise ObjectNotFound(obj.key) from None
+
     def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
         """Open a stored object for reading (``"rb"``, or ``"r"`` for UTF-8 text).
 
