@@ -8,11 +8,12 @@ number of apps and app factories work.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import IO, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, request
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
@@ -22,6 +23,7 @@ from .errors import ConfigurationError
 from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions
 from .store import FileRef, HashFS
 from .streams import PutInput
+from .uploads import filename_extension, put_upload
 
 EXTENSION_NAME = "hashfs"
 
@@ -169,8 +171,49 @@ class FlaskHashFS:
 
     # -- the store's API, on the current app's store ---------------------------------------
 
-    def put(self, file: PutInput, extension: str | None = None) -> HashAddress:
+    def put(
+        self, file: PutInput, extension: str | None = None, *, use_filename: bool = False
+    ) -> HashAddress:
+        """Store ``file``: a path, a stream, ``request.stream`` or a werkzeug
+        :class:`~werkzeug.datastructures.FileStorage` (``request.files[...]``).
+
+        :param use_filename: take the extension from the upload's file name (lowercased
+            last suffix); the store validates it like any extension.
+        :raises InvalidExtension: the extension (given or taken) cannot be stored.
+
+        .. versionchanged:: 1.0
+            ``use_filename`` was added.
+        """
+        if use_filename:
+            if extension is not None:
+                raise ValueError("pass either an extension or use_filename=True, not both")
+            extension = filename_extension(getattr(file, "filename", None))
         return self.client.put(file, extension)
+
+    def put_upload(
+        self,
+        upload: FileStorage | IO[bytes] | None,
+        *,
+        extension: str | None = None,
+        allowed_extensions: Collection[str] | None = None,
+        max_size: int | None = None,
+    ) -> HashAddress:
+        """Store an upload in a view, or refuse it with a 4xx that Flask sends as is.
+
+        The extension comes from the file name unless given; an extension of a type
+        shown inline (images, audio, video) must match the content's signature (415
+        otherwise). ``max_size`` defaults to ``MAX_CONTENT_LENGTH``. See
+        :func:`flask_hashfs.uploads.put_upload` for each refusal.
+        """
+        if max_size is None:
+            max_size = current_app.config.get("MAX_CONTENT_LENGTH")
+        return put_upload(
+            self.client,
+            upload,
+            extension=extension,
+            allowed_extensions=allowed_extensions,
+            max_size=max_size,
+        )
 
     def get(self, file: FileRef) -> HashAddress | None:
         return self.client.get(file)

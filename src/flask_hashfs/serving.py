@@ -54,6 +54,7 @@ DEFAULT_INLINE_TYPES = frozenset(
         "audio/webm",
         "audio/flac",
         "audio/aac",
+        "audio/mp4",
         "video/mp4",
         "video/webm",
         "video/ogg",
@@ -78,6 +79,19 @@ ACTIVE_TYPES = frozenset(
 )
 
 _OCTET_STREAM = "application/octet-stream"
+
+#: Python's built-in table, not the host's /etc/mime.types: a response cached for a year
+#: must not depend on which machine served it. Common media it lacks are added.
+_TYPES = mimetypes.MimeTypes()
+for _type, _extensions in {
+    "audio/ogg": (".ogg", ".oga", ".opus"),
+    "video/ogg": (".ogv",),
+    "audio/flac": (".flac",),
+    "audio/mp4": (".m4a",),
+    "audio/webm": (".weba",),
+}.items():
+    for _extension in _extensions:
+        _TYPES.add_type(_type, _extension)
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,7 @@ def media_type(extension: str) -> str:
     """
     if not extension:
         return _OCTET_STREAM
-    guessed, encoding = mimetypes.guess_type("x" + extension.lower(), strict=False)
+    guessed, encoding = _TYPES.guess_type("x" + extension.lower(), strict=False)
     if guessed is None or encoding is not None:
         return _OCTET_STREAM
     return guessed
@@ -202,7 +216,6 @@ def respond(
         if sendfile_path is None:
             raise ValueError("X-Sendfile needs the object's file path")
         headers["X-Sendfile"] = sendfile_path
-        headers["Content-Length"] = str(obj.size)
         return Response(headers=headers)
 
     headers["Accept-Ranges"] = "bytes"

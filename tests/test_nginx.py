@@ -1,0 +1,175 @@
+"""nginx in front of the app with X-Accel-Redirect: docs/production.md's config, for real.
+
+The server block is read from the docs, so the documented config is the tested one. It
+runs under Debian's nginx on a free 127.0.0.1 port with a prefix in a temp folder, and
+proxies to the app on werkzeug's server.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_hashfs import FlaskHashFS, HashAddress
+from flask_hashfs.serving import CACHE_CONTROL
+
+from .serving_helpers import fetch, running
+
+DOCS = Path(__file__).parent.parent / "docs" / "production.md"
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed: apt-get install nginx (Debian/Ubuntu)"
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(1 << 20)
+HTML = b"<!doctype html><script>alert(1)</script>"
+
+
+def documented_server_block() -> str:
+    """The first ```nginx block of docs/production.md."""
+    match = re.search(r"```nginx\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert match is not None, "docs/production.md lost its nginx config"
+    return match.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited: {log.read_text() if log.exists() else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("nginx did not start listening")
+
+
+@pytest.fixture
+def app_fs(tmp_path: Path) -> tuple[Flask, FlaskHashFS]:
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=str(tmp_path / "store"),
+        HASHFS_PATH_PREFIX="/uploads",
+        HASHFS_SERVE=True,
+        HASHFS_X_ACCEL_REDIRECT="/_hashfs/",
+    )
+    return app, FlaskHashFS(app)
+
+
+@pytest.fixture
+def nginx(app_fs: tuple[Flask, FlaskHashFS], tmp_path: Path) -> Iterator[int]:
+    """nginx on a free port proxying to the app, with the documented server block."""
+    app, fs = app_fs
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    with running(app) as app_port:
+        server = (
+            documented_server_block()
+            .replace("listen 80;", f"listen 127.0.0.1:{port};")
+            .replace("http://127.0.0.1:8000", f"http://127.0.0.1:{app_port}")
+            .replace("/var/www/data/uploads/", fs.store_for(app).root + "/")
+        )
+        temp = "\n".join(
+            f"    {kind}_temp_path {prefix}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            f"{user}\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+            "events { worker_connections 64; }\n"
+            f"http {{\n    access_log off;\n{temp}\n{server}\n}}\n"
+        )
+        log = prefix / "error.log"
+        command = [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(log)]
+        process = subprocess.Popen([*command, "-g", "daemon off;"])
+        try:
+            wait_for(port, process, log)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def put(app_fs: tuple[Flask, FlaskHashFS], data: bytes, extension: str) -> HashAddress:
+    app, fs = app_fs
+    with app.app_context():
+        return fs.put(io.BytesIO(data), extension=extension)
+
+
+def test_body_and_headers_come_through_nginx(nginx: int, app_fs: tuple[Flask, FlaskHashFS]) -> None:
+    png = put(app_fs, PNG, ".png")
+    reply = fetch(nginx, f"/uploads/{png.relpath}")
+    assert reply.status == 200
+    assert reply.headers["Server"].startswith("nginx")
+    assert reply.body == PNG
+    assert reply.headers["Content-Type"] == "image/png"
+    assert reply.headers["Content-Length"] == str(len(PNG))
+    assert reply.headers["ETag"] == f'"{png.id}"'
+    assert reply.headers["Cache-Control"] == CACHE_CONTROL
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Accel-Redirect" not in reply.headers
+    assert "Content-Disposition" not in reply.headers
+
+    head = fetch(nginx, f"/uploads/{png.relpath}", method="HEAD")
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["Content-Length"] == str(len(PNG))
+
+
+def test_active_content_stays_a_sandboxed_attachment(
+    nginx: int, app_fs: tuple[Flask, FlaskHashFS]
+) -> None:
+    page = put(app_fs, HTML, ".html")
+    reply = fetch(nginx, f"/uploads/{page.relpath}")
+    assert reply.body == HTML
+    assert reply.headers["Content-Disposition"].startswith("attachment;")
+    assert reply.headers["Content-Security-Policy"] == "sandbox"
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_revalidation_ranges_and_if_range(nginx: int, app_fs: tuple[Flask, FlaskHashFS]) -> None:
+    png = put(app_fs, PNG, ".png")
+    path = f"/uploads/{png.relpath}"
+    etag = f'"{png.id}"'
+    assert fetch(nginx, path, headers={"If-None-Match": etag}).status == 304
+    part = fetch(nginx, path, headers={"Range": "bytes=100-199", "If-Range": etag})
+    assert part.status == 206
+    assert part.body == PNG[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(PNG)}"
+    stale = fetch(nginx, path, headers={"Range": "bytes=100-199", "If-Range": '"stale"'})
+    assert (stale.status, stale.body) == (200, PNG)
+
+
+def test_internal_location_and_hostile_paths_are_404(
+    nginx: int, app_fs: tuple[Flask, FlaskHashFS]
+) -> None:
+    png = put(app_fs, PNG, ".png")
+    for path in [
+        f"/_hashfs/{png.relpath}",
+        "/uploads/%2e%2e/_hashfs/" + png.relpath,
+        f"/uploads/{png.relpath[:-4]}.jpg",
+        f"/uploads/{png.id}",
+    ]:
+        assert fetch(nginx, path).status == 404, path
+    # Above the web root nginx answers 400 itself, before the app is asked.
+    assert fetch(nginx, "/uploads/%2e%2e/%2e%2e/etc/passwd").status == 400
