@@ -247,7 +247,19 @@ def test_inline_types_are_configurable(tmp_path: Path) -> None:
     assert get(url(png)).headers["Content-Disposition"].startswith("attachment")
 
 
-@pytest.mark.parametrize("active", ["text/html", "image/svg+xml", "application/xml"])
+@pytest.mark.parametrize(
+    "active",
+    [
+        "text/html",
+        "image/svg+xml",
+        "application/xml",
+        "text/xml",
+        "application/xhtml+xml",
+        "application/rss+xml",
+        "text/javascript",
+        "application/javascript",
+    ],
+)
 def test_active_types_cannot_be_allowed_inline(tmp_path: Path, active: str) -> None:
     with pytest.raises(ValueError, match="HASHFS_INLINE_TYPES"):
         make_app(tmp_path, HASHFS_INLINE_TYPES=["image/png", active])
@@ -275,6 +287,7 @@ def test_send_attachment_names(get: Fetch, png: HashAddress, name: str, disposit
     assert reply.body == PNG
     assert reply.headers["Content-Disposition"] == disposition
     assert reply.headers["Cache-Control"] == CACHE_CONTROL
+    assert "Set-Cookie" not in reply.headers
 
 
 def test_send_inline_name_and_active_content_stays_attachment(

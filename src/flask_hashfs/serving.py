@@ -62,21 +62,18 @@ DEFAULT_INLINE_TYPES = frozenset(
     }
 )
 
-#: Types that run script or markup when rendered; never inline, whatever the allow-list.
-ACTIVE_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/javascript",
-        "application/javascript",
-        "application/x-javascript",
-        "text/xsl",
-        "application/xslt+xml",
-    }
-)
+
+def is_active(mimetype: str) -> bool:
+    """Whether a browser may run script or markup of this type: HTML, any XML (SVG,
+    XHTML, XSLT, feeds) and JavaScript. Such types are never served inline."""
+    kind = mimetype.partition(";")[0].strip().lower()
+    return (
+        "html" in kind
+        or kind.endswith(("/xml", "+xml", "/xsl"))
+        or "javascript" in kind
+        or "ecmascript" in kind
+    )
+
 
 _OCTET_STREAM = "application/octet-stream"
 
@@ -109,7 +106,7 @@ class ServeOptions:
     x_sendfile: bool = False
 
     def __post_init__(self) -> None:
-        active = sorted(self.inline_types & ACTIVE_TYPES)
+        active = sorted(t for t in self.inline_types if is_active(t))
         if active:
             raise ValueError(f"active content can never be served inline: {active}")
         if self.x_accel_redirect is not None and self.x_sendfile:
@@ -152,6 +149,8 @@ def content_disposition(disposition: str, download_name: str | None) -> str:
     """
     if not download_name:
         return disposition
+    # A name from a database row must not end the header line or add another one.
+    download_name = "".join(c for c in download_name if unicodedata.category(c) != "Cc")
     try:
         download_name.encode("ascii")
     except UnicodeEncodeError:
