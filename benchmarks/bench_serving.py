@@ -11,10 +11,16 @@ fresh store in a temp folder and starts, itself:
 - nginx (2 workers) serving the store folder directly (the limit) and, on a second port,
   proxying to that X-Accel app and serving the body from an internal location.
 
+A bare WSGI app (no lookup, no framework) runs under gunicorn and behind nginx the
+same way: the floor of what any app can reach on these servers.
+
 wrk loads each case for a bounded time. The cases are run round-robin, ``--repeats``
 times, so that the machine's drifting load spreads over all of them alike; the script
-prints the median req/s of each case, its spread, and the ratios the targets are about
-(each ratio is the median of the per-round ratios, which pairs runs made close in time).
+prints the median req/s of each case, its spread, the CPU time per request of its
+servers (from /proc) and of wrk, and the ratios the targets are about (each the median
+of the per-round ratios, which pairs runs made close in time). "By CPU" is the same
+ratio estimated from total CPU per request (servers + wrk): on a saturated machine
+req/s is inversely proportional to it, and it moves far less with the neighbours' load.
 Every server is stopped and the temp folder removed on the way out, whatever happens.
 
 Run it with ``make bench-serving``; it needs the Debian packages ``nginx`` and ``wrk``.
@@ -28,6 +34,7 @@ import io
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -308,7 +315,9 @@ class Case:
 @dataclass(frozen=True)
 class Run:
     rate: float
+    #: CPU microseconds per request spent by the case's servers, and by wrk.
     cpu_us: float
+    wrk_cpu_us: float
 
 
 @dataclass(frozen=True)
@@ -338,9 +347,11 @@ def wrk(case: Case, load: Load, pids: Mapping[str, int]) -> Run:
     for name, value in case.headers.items():
         argv += ["--header", f"{name}: {value}"]
     cpu_before = sum(cpu_seconds(pids[name]) for name in case.servers)
+    wrk_before = _children_cpu_seconds()
     out = subprocess.run(
         [*argv, case.url], capture_output=True, text=True, check=True, timeout=load.duration + 60
     ).stdout
+    wrk_cpu = _children_cpu_seconds() - wrk_before
     cpu = sum(cpu_seconds(pids[name]) for name in case.servers) - cpu_before
     bad = _BAD.search(out)
     # gunicorn's sync workers close each connection; wrk counts nothing wrong with that.
@@ -349,7 +360,14 @@ def wrk(case: Case, load: Load, pids: Mapping[str, int]) -> Run:
     rate, count = _RATE.search(out), _COUNT.search(out)
     if rate is None or count is None or not int(count.group(1)):
         raise RuntimeError(f"{case.name}: no requests in wrk's output:\n{out}")
-    return Run(float(rate.group(1)), cpu / int(count.group(1)) * 1e6)
+    requests = int(count.group(1))
+    return Run(float(rate.group(1)), cpu / requests * 1e6, wrk_cpu / requests * 1e6)
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time of the children this process has waited for: wrk's, around one run."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def check(case: Case, status: int, length: int) -> None:
@@ -401,23 +419,35 @@ def report(cases: list[Case], runs: dict[str, list[Run]], load: Load) -> None:
         f"\n{rounds} rounds x {load.duration} s per case; wrk {load.threads} threads,"
         f" {load.connections} connections"
     )
-    print(f"{'case':<16} {'req/s':>8} {'min':>8} {'max':>8} {'spread':>7} {'server CPU/req':>15}")
+    print(
+        f"{'case':<16} {'req/s':>8} {'min':>8} {'max':>8} {'spread':>7}"
+        f" {'CPU/req: servers':>17} {'wrk':>7}"
+    )
     for case in cases:
         rates = [run.rate for run in runs[case.name]]
         median = statistics.median(rates)
         spread = (max(rates) - min(rates)) / median
         cpu = statistics.median(run.cpu_us for run in runs[case.name])
+        wrk_cpu = statistics.median(run.wrk_cpu_us for run in runs[case.name])
         print(
             f"{case.name:<16} {median:>8.0f} {min(rates):>8.0f} {max(rates):>8.0f}"
-            f" {spread:>6.0%} {cpu:>12.0f} us"
+            f" {spread:>6.0%} {cpu:>14.0f} us {wrk_cpu:>4.0f} us"
         )
     for title, targets in (("target", TARGETS), ("context (no goal)", FLOORS)):
-        print(f"\n{title:<42} {'ratio':>6} {'range':>11} {'goal':>6}")
+        print(f"\n{title:<42} {'ratio':>6} {'range':>11} {'by CPU':>7} {'goal':>6}")
         for target in targets:
-            pairs = zip(runs[target.candidate], runs[target.reference], strict=True)
+            pairs = list(zip(runs[target.candidate], runs[target.reference], strict=True))
             ratios = [candidate.rate / reference.rate for candidate, reference in pairs]
             ratio = statistics.median(ratios)
-            line = f"{target.what:<42} {ratio:>5.2f}x {min(ratios):>5.2f}-{max(ratios):.2f}"
+            by_cpu = statistics.median(
+                (reference.cpu_us + reference.wrk_cpu_us)
+                / (candidate.cpu_us + candidate.wrk_cpu_us)
+                for candidate, reference in pairs
+            )
+            line = (
+                f"{target.what:<42} {ratio:>5.2f}x {min(ratios):>5.2f}-{max(ratios):.2f}"
+                f" {by_cpu:>6.2f}x"
+            )
             if target.at_least:
                 verdict = "met" if ratio >= target.at_least else "MISSED"
                 line += f" {target.at_least:>5.1f}x  {verdict}"
@@ -513,8 +543,8 @@ def main() -> int:
                 run = wrk(case, load, servers.pids)
                 runs[case.name].append(run)
                 print(
-                    f"round {round}: {case.name:<16} {run.rate:>8.0f} req/s"
-                    f" {run.cpu_us:>6.0f} us CPU/req"
+                    f"round {round}: {case.name:<16} {run.rate:>8.0f} req/s, CPU/req:"
+                    f" servers {run.cpu_us:>4.0f} us, wrk {run.wrk_cpu_us:>4.0f} us"
                 )
         report(cases, runs, load)
     return 0
