@@ -8,8 +8,10 @@ attachment names, confinement, not-found), plus ranges, If-Range, HEAD and hosti
 
 from __future__ import annotations
 
+import gc
 import io
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from http.client import HTTPMessage
 from pathlib import Path
@@ -223,6 +225,7 @@ def test_if_range(get: Fetch, png: HashAddress, if_range: str, status: int) -> N
         (".js", "application/javascript; charset=utf-8"),
         (".exe", "application/octet-stream"),
         (".tar.gz", "application/octet-stream"),
+        (".svgz", "application/octet-stream"),
         ("", "application/octet-stream"),
     ],
 )
@@ -274,6 +277,11 @@ def test_active_types_cannot_be_allowed_inline(tmp_path: Path, active: str) -> N
             "Ñandú／pingüino.png",  # noqa: RUF001 - a non-ASCII slash must stay in the name
             "attachment; filename=\"Nandu/pinguino.png\"; filename*=UTF-8''"
             "%C3%91and%C3%BA%EF%BC%8Fping%C3%BCino.png",
+        ),
+        ("a\r\nSet-Cookie: x=1.png", 'attachment; filename="aSet-Cookie: x=1.png"'),
+        (
+            "те:/ст.png",
+            "attachment; filename=\":/.png\"; filename*=UTF-8''%D1%82%D0%B5%3A%2F%D1%81%D1%82.png",
         ),
         (
             "Vögel ☃.png",
@@ -465,3 +473,34 @@ def test_304_and_head_never_open_the_file(
     assert opened == []
     assert get(url(png)).body == PNG
     assert opened == [png.relpath]
+
+
+def test_the_extension_does_not_keep_apps_alive(tmp_path: Path) -> None:
+    fs = FlaskHashFS()
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=str(tmp_path), HASHFS_PATH_PREFIX="/uploads", HASHFS_SERVE=True
+    )
+    fs.init_app(app)
+    collected = weakref.ref(app)
+    del app
+    gc.collect()
+    assert collected() is None
+
+
+def test_object_deleted_between_lookup_and_open_is_404(
+    get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, fs = app_fs
+    store = fs.store_for(app)
+    real_stat = store.stat
+
+    def stat_then_delete(key: str) -> object:
+        found = real_stat(key)
+        os.unlink(png.abspath)  # a concurrent delete, at the worst instant
+        return found
+
+    monkeypatch.setattr(store, "stat", stat_then_delete)
+    assert get(url(png)).status == 404
+    Path(png.abspath).write_bytes(PNG)
+    assert get(f"/download/{png.id}").status == 404

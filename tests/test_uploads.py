@@ -32,7 +32,7 @@ def make_app(root: Path, **config: object) -> tuple[Flask, FlaskHashFS]:
     @app.post("/photos")
     def upload_photo() -> tuple[str, int]:
         address = fs.put_upload(
-            request.files.get("photo"), allowed_extensions={".png", ".jpg", ".txt", ".svg"}
+            request.files.get("photo"), allowed_extensions={".png", ".jpg", ".gif", ".txt", ".svg"}
         )
         return address.relpath, 201
 
@@ -124,7 +124,7 @@ def test_html_disguised_as_an_image_is_refused(
         data={"photo": (io.BytesIO(HTML), "cat.png", "image/png")},
     )
     assert reply.status_code == 415
-    assert b"not a image/png file" in reply.data
+    assert b"The content does not match its type (image/png)." in reply.data
     assert stored(app_fs) == []
 
 
@@ -204,3 +204,24 @@ def test_max_content_length_is_respected_for_chunked_streams(tmp_path: Path) -> 
 )
 def test_filename_extension(filename: str | None, extension: str) -> None:
     assert filename_extension(filename) == extension
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "status"),
+    [
+        (b"", "empty.png", 415),
+        (b"GIF89a" + b"\x00" * 20, "real.gif", 201),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 20, "real.jpg", 201),
+        (b"GIF89a" + b"\x00" * 20, "gif-named.png", 415),
+    ],
+)
+def test_signature_checks(
+    client: FlaskClient,
+    app_fs: tuple[Flask, FlaskHashFS],
+    content: bytes,
+    filename: str,
+    status: int,
+) -> None:
+    reply = client.post("/photos", data={"photo": (io.BytesIO(content), filename)})
+    assert reply.status_code == status
+    assert len(stored(app_fs)) == (1 if status == 201 else 0)

@@ -19,8 +19,8 @@ from werkzeug.wrappers import Response
 
 from .address import HashAddress
 from .backends import ObjectInfo
-from .errors import ConfigurationError
-from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions
+from .errors import ConfigurationError, ObjectNotFound
+from .serving import DEFAULT_INLINE_TYPES, ObjectServer, ServeOptions, store_response
 from .store import FileRef, HashFS
 from .streams import PutInput
 from .uploads import filename_extension, put_upload
@@ -30,7 +30,7 @@ EXTENSION_NAME = "hashfs"
 
 class _AppState(NamedTuple):
     store: HashFS
-    server: ObjectServer
+    serving: ServeOptions
 
 
 class FlaskHashFS:
@@ -50,7 +50,14 @@ class FlaskHashFS:
         Config keys (defaults in brackets): ``HASHFS_HOST`` [None: the request's host],
         ``HASHFS_PATH_PREFIX`` [""], ``HASHFS_ROOT_FOLDER`` [required],
         ``HASHFS_DEPTH`` [4], ``HASHFS_WIDTH`` [1], ``HASHFS_ALGORITHM`` ["sha256"],
-        ``HASHFS_FSYNC`` [True].
+        ``HASHFS_FSYNC`` [True], ``HASHFS_SERVE`` [False],
+        ``HASHFS_INLINE_TYPES`` [common image, audio and video types, ``text/plain``],
+        ``HASHFS_X_ACCEL_REDIRECT`` [None], ``HASHFS_X_SENDFILE`` [False]; and Flask's
+        ``MAX_CONTENT_LENGTH`` as :meth:`put_upload`'s default limit. docs/configuration.md
+        says what each one means.
+
+        With ``HASHFS_SERVE``, :class:`~flask_hashfs.serving.ObjectServer` wraps
+        ``app.wsgi_app`` to answer GET and HEAD of stored objects under the prefix.
 
         :raises ValueError: a config value is missing or invalid; the message names it.
         :raises RuntimeError: the extension is already registered on ``app``.
@@ -101,15 +108,17 @@ class FlaskHashFS:
                 "Invalid configuration value for Flask-HashFS"
                 f" (HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH): {exc}"
             ) from exc
-        server = ObjectServer(app.wsgi_app, store, prefix, _serve_options(config))
+        serving = _serve_options(config)
         if config["HASHFS_SERVE"]:
             if not prefix:
                 raise ValueError(
                     'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
-                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"); at "" it would shadow the app'
+                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a URL space'
+                    " of their own, apart from the app's pages"
                 )
+            server = ObjectServer(app.wsgi_app, store, prefix, serving)
             app.wsgi_app = server  # type: ignore[method-assign]
-        self._state[app] = _AppState(store, server)
+        self._state[app] = _AppState(store, serving)
         app.extensions[EXTENSION_NAME] = self
 
     def _state_for(self, app: Flask) -> _AppState:
@@ -160,14 +169,22 @@ class FlaskHashFS:
         :param as_attachment: download even a type the browser could show inline.
         :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
         """
-        server = self._state_for(current_app._get_current_object()).server  # type: ignore[attr-defined]
-        info = server.store.info(file)
-        obj = None if info is None else server.store.stat(info.key)
+        store, serving = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
+        info = store.info(file)
+        obj = None if info is None else store.stat(info.key)
         if obj is None:
             raise NotFound()
-        return server.response(
-            obj, request.environ, download_name=download_name, as_attachment=as_attachment
-        )
+        try:
+            return store_response(
+                store,
+                obj,
+                request.environ,
+                serving,
+                download_name=download_name,
+                as_attachment=as_attachment,
+            )
+        except ObjectNotFound:  # deleted since stat
+            raise NotFound() from None
 
     # -- the store's API, on the current app's store ---------------------------------------
 

@@ -16,7 +16,6 @@ import mimetypes
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
@@ -28,6 +27,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from .address import StoredObject
+from .errors import ObjectNotFound
 from .store import HashFS
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ def respond(
     :param as_attachment: download even a type that could be shown inline.
     """
     etag = f'"{obj.id}"'
-    if _not_modified(environ, etag, obj.mtime):
+    last_modified = _http_date(int(obj.mtime))
+    if _not_modified(environ, etag, last_modified):
         # RFC 9110 15.4.5: a 304 repeats what guides caches, not the representation's
         # headers (werkzeug would strip those, but ObjectServer skips werkzeug's pass).
         not_modified = Response(status=304, headers=_revalidated_headers(etag))
@@ -200,7 +201,7 @@ def respond(
         "ETag": etag,
         "Cache-Control": CACHE_CONTROL,
         "X-Content-Type-Options": "nosniff",
-        "Last-Modified": http_date(int(obj.mtime)),
+        "Last-Modified": last_modified,
     }
     if inline and not as_attachment:
         if download_name:
@@ -224,10 +225,10 @@ def respond(
 
     headers["Accept-Ranges"] = "bytes"
     headers["Content-Length"] = str(obj.size)
-    body: Iterable[bytes] = ()
+    # Headers first: anything that can fail does so before a file is open.
+    response = Response((), headers=headers, direct_passthrough=True)
     if environ.get("REQUEST_METHOD") != "HEAD":
-        body = wrap_file(environ, open_body())
-    response = Response(body, headers=headers, direct_passthrough=True)
+        response.response = wrap_file(environ, open_body())
     if "HTTP_RANGE" not in environ and "HTTP_IF_MATCH" not in environ:
         return response
     try:
@@ -239,11 +240,17 @@ def respond(
         return Response(status=416, headers=headers)
 
 
+@lru_cache(maxsize=1024)
+def _http_date(timestamp: int) -> str:
+    """Formatting a date is a few microseconds of every response; hot objects repeat."""
+    return http_date(timestamp)
+
+
 def _revalidated_headers(etag: str) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
 
 
-def _not_modified(environ: WSGIEnvironment, etag: str, mtime: float) -> bool:
+def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: str) -> bool:
     """Whether the client's copy is current (304). A browser revalidating sends back
     exactly our one ETag: that common case skips parsing; werkzeug decides the rest."""
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
@@ -251,8 +258,28 @@ def _not_modified(environ: WSGIEnvironment, etag: str, mtime: float) -> bool:
         return True
     if if_none_match is None and "HTTP_IF_MODIFIED_SINCE" not in environ:
         return False
-    last_modified = datetime.fromtimestamp(int(mtime), UTC)
     return not is_resource_modified(environ, etag, last_modified=last_modified)
+
+
+def store_response(
+    store: HashFS,
+    obj: StoredObject,
+    environ: WSGIEnvironment,
+    options: ServeOptions,
+    *,
+    download_name: str | None = None,
+    as_attachment: bool = False,
+) -> Response:
+    """:func:`respond` for an object of ``store``, which opens its body and names its file."""
+    return respond(
+        obj,
+        environ,
+        options,
+        lambda: store.open_stored(obj),
+        sendfile_path=store.backend.abspath(obj.key) if options.x_sendfile else None,
+        download_name=download_name,
+        as_attachment=as_attachment,
+    )
 
 
 class ObjectServer:
@@ -283,7 +310,10 @@ class ObjectServer:
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             obj = self.store.stat(path[len(self.prefix) :])
             if obj is not None:
-                response = self.response(obj, environ)
+                try:
+                    response = store_response(self.store, obj, environ, self.options)
+                except ObjectNotFound:  # deleted since stat: as if it never was
+                    return self.app(environ, start_response)
                 if response.direct_passthrough:
                     return response(environ, start_response)
                 # A header-only answer (304, hand-off, 416) is complete as respond()
@@ -292,23 +322,3 @@ class ObjectServer:
                 start_response(response.status, response.headers.to_wsgi_list())
                 return []
         return self.app(environ, start_response)
-
-    def response(
-        self,
-        obj: StoredObject,
-        environ: WSGIEnvironment,
-        *,
-        download_name: str | None = None,
-        as_attachment: bool = False,
-    ) -> Response:
-        """:func:`respond` for ``obj`` with this store's body and file path."""
-        store = self.store
-        return respond(
-            obj,
-            environ,
-            self.options,
-            lambda: store.open_stored(obj),
-            sendfile_path=store.backend.abspath(obj.key) if self.options.x_sendfile else None,
-            download_name=download_name,
-            as_attachment=as_attachment,
-        )

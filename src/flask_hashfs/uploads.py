@@ -165,5 +165,5 @@ def put_upload(
     head = _read_head(source)
     mimetype = media_type(ext)
     if not content_matches(mimetype, head):
-        raise UnsupportedMediaType(f"The content is not a {mimetype} file, as its name says.")
+        raise UnsupportedMediaType(f"The content does not match its type ({mimetype}).")
     return store.put(_UploadReader(source, head, max_size), ext)
