@@ -314,11 +314,12 @@ class ObjectServer:
                     response = store_response(self.store, obj, environ, self.options)
                 except ObjectNotFound:  # deleted since stat: as if it never was
                     return self.app(environ, start_response)
-                if response.direct_passthrough:
+                if response.direct_passthrough and response.status_code != 200:
                     return response(environ, start_response)
-                # A header-only answer (304, hand-off, 416) is complete as respond()
-                # built it: sending it straight skips werkzeug's copy and re-check of
-                # every header, which was about half the time of a 304.
+                # A 200 with its file, or a header-only 304, hand-off or 416, is complete
+                # as respond() built it: sending it straight skips werkzeug's copy and
+                # re-check of every header, about half the time of a 304. What
+                # make_conditional made (206, its own 304 or 412) still goes through it.
                 start_response(response.status, response.headers.to_wsgi_list())
-                return []
+                return response.response  # type: ignore[return-value]
         return self.app(environ, start_response)
