@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 5000
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: test lint typecheck demo bench
+.PHONY: test lint typecheck demo bench bench-serving bench-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ test: lint typecheck
 # The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/.
 demo: $(STAMP)
 	$(BIN)/flask --app examples/demo run --host 127.0.0.1 --port $(PORT)
+
 # The store against its limit and hashfs 0.7.2 (under 10 minutes; ARGS=--quick for ~1).
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_store.py $(ARGS)
+
+# Serving under gunicorn and wrk against send_from_directory and nginx. Needs the
+# Debian packages nginx and wrk; the script names whichever is missing.
+bench-serving: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_serving.py $(ARGS)
+
+# The store on a SeaweedFS bucket against raw boto3 uploads (the test extra has both).
+bench-s3: $(STAMP)
+	$(BIN)/python benchmarks/bench_s3.py $(ARGS)
