@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 
 from flask_hashfs import FlaskHashFS, HashAddress
-from flask_hashfs.serving import CACHE_CONTROL
+from flask_hashfs.headers import CACHE_CONTROL
 
 from .serving_helpers import fetch, running
 

@@ -25,6 +25,7 @@ from flask_hashfs import (
     StorageUnavailable,
 )
 from flask_hashfs.backends import s3
+from flask_hashfs.headers import CACHE_CONTROL
 
 from .s3_server import BUCKET, S3Server
 from .test_backend_conformance import LARGE, blob
@@ -118,12 +119,20 @@ def test_publishing_over_an_object_changes_nothing_and_leaves_no_upload(
 
 
 def test_objects_carry_type_and_cache_headers(store: HashFS, s3_server: S3Server) -> None:
-    for data, ext, media_type in ((b"x", ".png", "image/png"), (blob(LARGE), "", None)):
+    cases = (
+        (b"x", ".png", "image/png", None),
+        (blob(LARGE), "", "application/octet-stream", None),
+        # Fetched straight from a public bucket, a user's page must not render.
+        (b"<script>alert(1)</script>", ".html", "text/html", "attachment"),
+        (b"<svg onload='alert(1)'/>", ".svg", "image/svg+xml", "attachment"),
+    )
+    _, prefix = s3.split_url(store.root)
+    for data, ext, media_type, disposition in cases:
         address = store.put(io.BytesIO(data), ext)
-        _, prefix = s3.split_url(store.root)
         head = s3_server.client.head_object(Bucket=BUCKET, Key=f"{prefix}/{address.relpath}")
-        assert head["ContentType"] == (media_type or "application/octet-stream")
-        assert head["CacheControl"] == s3.CACHE_CONTROL
+        assert head["ContentType"] == media_type
+        assert head.get("ContentDisposition") == disposition
+        assert head["CacheControl"] == CACHE_CONTROL
 
 
 def test_path_helpers_speak_urls(store: HashFS) -> None:

@@ -23,7 +23,7 @@ from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS, HashAddress
-from flask_hashfs.serving import CACHE_CONTROL
+from flask_hashfs.headers import CACHE_CONTROL
 
 from .s3_server import S3Server
 from .serving_helpers import Reply, fetch, running

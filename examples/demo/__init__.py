@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS
-from flask_hashfs.serving import media_type
+from flask_hashfs.headers import media_type
 from flask_hashfs.uploads import filename_extension
 
 fs = FlaskHashFS()

@@ -12,7 +12,6 @@ answer carries a strong ETag (the hash) and may be cached for a year as ``immuta
 
 from __future__ import annotations
 
-import mimetypes
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,13 +27,11 @@ from werkzeug.wsgi import wrap_file
 
 from .address import StoredObject
 from .errors import ObjectNotFound
+from .headers import CACHE_CONTROL, is_active, media_type
 from .store import HashFS
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-#: Content can never change under its URL, so caches may keep it for a year unchecked.
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 #: Types a browser may render inline on the app's origin: media that runs no script.
 DEFAULT_INLINE_TYPES = frozenset(
@@ -61,34 +58,6 @@ DEFAULT_INLINE_TYPES = frozenset(
         "text/plain",
     }
 )
-
-
-def is_active(mimetype: str) -> bool:
-    """Whether a browser may run script or markup of this type: HTML, any XML (SVG,
-    XHTML, XSLT, feeds) and JavaScript. Such types are never served inline."""
-    kind = mimetype.partition(";")[0].strip().lower()
-    return (
-        "html" in kind
-        or kind.endswith(("/xml", "+xml", "/xsl"))
-        or "javascript" in kind
-        or "ecmascript" in kind
-    )
-
-
-_OCTET_STREAM = "application/octet-stream"
-
-#: Python's built-in table, not the host's /etc/mime.types: a response cached for a year
-#: must not depend on which machine served it. Common media it lacks are added.
-_TYPES = mimetypes.MimeTypes()
-for _type, _extensions in {
-    "audio/ogg": (".ogg", ".oga", ".opus"),
-    "video/ogg": (".ogv",),
-    "audio/flac": (".flac",),
-    "audio/mp4": (".m4a",),
-    "audio/webm": (".weba",),
-}.items():
-    for _extension in _extensions:
-        _TYPES.add_type(_type, _extension)
 
 
 @dataclass(frozen=True)
@@ -118,21 +87,6 @@ class ServeOptions:
                 f"the X-Accel-Redirect location must start and end with '/':"
                 f" {self.x_accel_redirect!r}"
             )
-
-
-@lru_cache(maxsize=256)
-def media_type(extension: str) -> str:
-    """The media type of a stored extension (``".jpg"`` -> ``"image/jpeg"``).
-
-    A compressed type (``.tar.gz``) is served as octet-stream: a ``Content-Encoding``
-    would make clients unpack what the user stored.
-    """
-    if not extension:
-        return _OCTET_STREAM
-    guessed, encoding = _TYPES.guess_type("x" + extension.lower(), strict=False)
-    if guessed is None or encoding is not None:
-        return _OCTET_STREAM
-    return guessed
 
 
 @lru_cache(maxsize=256)

@@ -22,8 +22,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from .address import HashAddress
 from .errors import InvalidExtension
+from .headers import media_type
 from .layout import normalize_extension
-from .serving import media_type
 from .store import HashFS
 
 #: Bytes read ahead to check a signature; the longest check looks at offset 8-12.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import io
-import mimetypes
 import os
 import tempfile
 import time
@@ -46,6 +45,7 @@ from ..errors import (
     StorageError,
     StorageUnavailable,
 )
+from ..headers import CACHE_CONTROL, is_active, media_type
 from .base import Backend, ObjectInfo, Writer
 
 if TYPE_CHECKING:
@@ -67,8 +67,6 @@ UPLOAD_THREADS = 4
 #: A multipart upload older than this is taken for the leftover of a writer that died:
 #: a live put completes its upload right after spooling, long before.
 STALE_UPLOAD_AGE = 3600.0
-#: Every stored object is immutable: caches (browsers, CDNs) may keep it forever.
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 #: ``storage_options`` keys: boto3's own names for credentials, region and endpoint,
 #: and how to reach the bucket.
@@ -101,7 +99,6 @@ _EXISTS = frozenset({"PreconditionFailed", "412"})
 _CONFLICT = "ConditionalRequestConflict"
 _CONFLICT_RETRIES = 5
 _T = TypeVar("_T")
-_TYPES = mimetypes.MimeTypes()
 #: SigV4 URLs live at most 7 days; a URL is valid for two windows (see signed_url).
 MAX_SIGNING_WINDOW = 7 * 24 * 3600 // 2
 
@@ -223,16 +220,17 @@ class S3Backend(Backend):
         finally:
             writer.discard()
 
-    def _media_type(self, key: str) -> str:
-        """What the bucket serves the object as when a browser or CDN fetches it.
-
-        Python's own table, not the host's: the same key gets the same type from any
-        machine. A compressed type (``.tar.gz``) is plain bytes, as serving sends it.
-        """
-        media_type, encoding = _TYPES.guess_type(key, strict=False)
-        if media_type is None or encoding is not None:
-            return "application/octet-stream"
-        return media_type
+    def _headers(self, key: str) -> dict[str, str]:
+        """What the bucket answers with when a browser or CDN fetches the object itself:
+        the type serving would send, and never inline for HTML, XML or script, so that a
+        public bucket cannot be made to run a user's upload as a page."""
+        name = key.rpartition("/")[2]
+        dot = name.find(".", 1)
+        content_type = media_type("" if dot < 0 else name[dot:])
+        headers = {"ContentType": content_type, "CacheControl": CACHE_CONTROL}
+        if is_active(content_type):
+            headers["ContentDisposition"] = "attachment"
+        return headers
 
     def _put(self, key: str, body: IO[bytes]) -> bool:
         """One conditional ``PutObject`` of ``body`` from its start: False if the key
@@ -245,8 +243,7 @@ class S3Backend(Backend):
                     Key=self._name(key),
                     Body=body,
                     IfNoneMatch="*",
-                    ContentType=self._media_type(key),
-                    CacheControl=CACHE_CONTROL,
+                    **self._headers(key),  # type: ignore[arg-type]
                 )
             except ClientError as exc:
                 if _code(exc) in _EXISTS:
@@ -269,8 +266,7 @@ class S3Backend(Backend):
             lambda: self.client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=name,
-                ContentType=self._media_type(key),
-                CacheControl=CACHE_CONTROL,
+                **self._headers(key),  # type: ignore[arg-type]
             ),
         )["UploadId"]
 
