@@ -83,6 +83,7 @@ class LocalBackend(Backend):
         self.dmode = dmode
         self.fsync = fsync
         self._prefix = self.location.rstrip(os.sep) + os.sep
+        self._root_id: tuple[int, int] | None = None
 
     def abspath(self, key: str) -> str:
         return self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
@@ -110,30 +111,32 @@ class LocalBackend(Backend):
             return None
 
     def _folders_are_real(self, key: str) -> bool:
-        """Refuse a key under a symlinked folder: lookups never leave the root.
+        """Refuse a key whose folders lead out of the root (a symlinked shard folder).
 
-        Deepest folder first: for an id that is not stored its folder is usually missing,
-        and one lstat settles it.
+        One stat instead of one lstat per folder: ``..`` is resolved through each folder's
+        real parent, so climbing back from the key's folder ends at the root itself only
+        if every folder on the way is a real folder of this tree. (A symlink from one
+        shard folder to another of the same depth inside the root would pass; it grants
+        nothing that write access to the root does not grant already.)
         """
-        parts = key.split("/")[:-1]
-        for depth in range(len(parts), 0, -1):
-            try:
-                if not stat.S_ISDIR(os.lstat(self._prefix + "/".join(parts[:depth])).st_mode):
-                    return False
-            except OSError:
-                return False
-        return True
+        depth = key.count("/")
+        if not depth:
+            return True
+        try:
+            st = os.stat(self._prefix + key.rpartition("/")[0] + "/.." * depth)
+        except (OSError, ValueError):
+            return False
+        found = (st.st_dev, st.st_ino)
+        # The root may have been removed and made again since we last looked.
+        return found == self._root_id or found == self._refresh_root_id()
 
-    def _require_real_folders(self, key: str) -> None:
-        """Never publish through a symlink: StorageError for a folder on the way that is not
-        a real one, FileNotFoundError for a missing one (a delete removed it: make it again).
-        """
-        path = self._prefix
-        for part in key.split("/")[:-1]:
-            path += part
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise _not_a_folder(path)
-            path += os.sep
+    def _refresh_root_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.location)
+        except OSError:
+            return None
+        self._root_id = (st.st_dev, st.st_ino)
+        return self._root_id
 
     @contextmanager
     def writer(self) -> Iterator[Writer]:
@@ -225,7 +228,8 @@ class LocalBackend(Backend):
         for _ in range(16):
             try:
                 with _locked_folder(folder):
-                    self._require_real_folders(key)
+                    if not self._folders_are_real(key):
+                        raise _not_a_folder(folder)  # never publish through a symlink
                     if self.find(stem) is not None:
                         return False
                     os.link(source_path, target)
