@@ -121,13 +121,18 @@ class LocalBackend(Backend):
         shard folder to another of the same depth inside the root would pass; it grants
         nothing that write access to the root does not grant already.)
         """
+        try:
+            return self._climbs_to_root(key)
+        except (OSError, ValueError):
+            return False
+
+    def _climbs_to_root(self, key: str) -> bool:
+        """The check of :meth:`_folders_are_real`; a missing folder raises FileNotFoundError
+        (a concurrent delete removed it: publication makes it again)."""
         depth = key.count("/")
         if not depth:
             return True
-        try:
-            st = os.stat(self._prefix + key.rpartition("/")[0] + "/.." * depth)
-        except (OSError, ValueError):
-            return False
+        st = os.stat(self._prefix + key.rpartition("/")[0] + "/.." * depth)
         found = (st.st_dev, st.st_ino)
         # The root may have been removed and made again since we last looked.
         return found == self._root_id or found == self._refresh_root_id()
@@ -158,6 +163,9 @@ class LocalBackend(Backend):
         """
         if not self._folders_are_real(stem):
             return None
+        return self._find_in_real_folders(stem)
+
+    def _find_in_real_folders(self, stem: str) -> str | None:
         path = self.abspath(stem)
         try:
             if stat.S_ISREG(os.lstat(path).st_mode):
@@ -230,9 +238,9 @@ class LocalBackend(Backend):
         for _ in range(16):
             try:
                 with _locked_folder(folder):
-                    if not self._folders_are_real(key):
+                    if not self._climbs_to_root(key):
                         raise _not_a_folder(folder)  # never publish through a symlink
-                    if self.find(stem) is not None:
+                    if self._find_in_real_folders(stem) is not None:
                         return False
                     os.link(source_path, target)
             except FileExistsError:
