@@ -6,10 +6,23 @@ import http.client
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 from flask import Flask
 from werkzeug.serving import make_server
+
+from flask_hashfs import FlaskHashFS
+
+
+def serving_app(root: Path, **config: object) -> tuple[Flask, FlaskHashFS]:
+    """An app that serves the store at ``root`` under /uploads; ``config`` overrides."""
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=str(root), HASHFS_PATH_PREFIX="/uploads", HASHFS_SERVE=True
+    )
+    app.config.update(config)
+    return app, FlaskHashFS(app)
 
 
 class Reply(NamedTuple):

@@ -26,7 +26,7 @@ from flask_hashfs import FlaskHashFS, HashAddress
 from flask_hashfs.headers import CACHE_CONTROL
 
 from .s3_server import S3Server
-from .serving_helpers import Reply, fetch, running
+from .serving_helpers import Reply, fetch, running, serving_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 16
 HTML = b"<!doctype html><script>alert(document.cookie)</script>"
@@ -35,12 +35,7 @@ Fetch = Callable[..., Reply]
 
 
 def make_app(root: Path, **config: object) -> tuple[Flask, FlaskHashFS]:
-    app = Flask(__name__)
-    app.config.update(
-        HASHFS_ROOT_FOLDER=str(root), HASHFS_PATH_PREFIX="/uploads", HASHFS_SERVE=True
-    )
-    app.config.update(config)
-    fs = FlaskHashFS(app)
+    app, fs = serving_app(root, **config)
 
     @app.get("/uploads/new")
     def upload_form() -> str:

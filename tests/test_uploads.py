@@ -15,19 +15,14 @@ from flask.testing import FlaskClient
 from flask_hashfs import FlaskHashFS, InvalidExtension
 from flask_hashfs.uploads import filename_extension
 
-from .serving_helpers import fetch, running
+from .serving_helpers import fetch, running, serving_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 HTML = b"<html><body><script>fetch('/account').then(r => r.text())</script></body></html>"
 
 
 def make_app(root: Path, **config: object) -> tuple[Flask, FlaskHashFS]:
-    app = Flask(__name__)
-    app.config.update(
-        HASHFS_ROOT_FOLDER=str(root), HASHFS_PATH_PREFIX="/uploads", HASHFS_SERVE=True
-    )
-    app.config.update(config)
-    fs = FlaskHashFS(app)
+    app, fs = serving_app(root, **config)
 
     @app.post("/photos")
     def upload_photo() -> tuple[str, int]:
