@@ -99,19 +99,14 @@ class FlaskHashFS:
 
         prefix = config["HASHFS_PATH_PREFIX"]
         if prefix is None:
-            raise ValueError(
-                'Missing configuration value for Flask-HashFS: "HASHFS_PATH_PREFIX" must be set'
-            )
+            raise _config_error("HASHFS_PATH_PREFIX", "must be set", missing=True)
         if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
-            raise ValueError(
-                'Invalid configuration value for Flask-HashFS: "HASHFS_PATH_PREFIX" must'
-                f" start with a leading slash, not {prefix!r}"
+            raise _config_error(
+                "HASHFS_PATH_PREFIX", f"must start with a leading slash, not {prefix!r}"
             )
         root = config["HASHFS_ROOT_FOLDER"]
         if not root:
-            raise ValueError(
-                'Missing configuration value for Flask-HashFS: "HASHFS_ROOT_FOLDER" must be set'
-            )
+            raise _config_error("HASHFS_ROOT_FOLDER", "must be set", missing=True)
         try:
             store = HashFS(
                 root,
@@ -122,18 +117,16 @@ class FlaskHashFS:
                 storage_options=config["HASHFS_STORAGE_OPTIONS"],
             )
         except ConfigurationError as exc:
-            raise ValueError(
-                "Invalid configuration value for Flask-HashFS (HASHFS_ALGORITHM,"
-                f" HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER, HASHFS_STORAGE_OPTIONS): {exc}"
-            ) from exc
+            keys = "HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER"
+            raise _config_error(f"{keys}, HASHFS_STORAGE_OPTIONS", str(exc)) from exc
         serving = _serve_options(config)
         redirect = _redirect(config, store, prefix, serving)
         if config["HASHFS_SERVE"]:
             if not prefix:
-                raise ValueError(
-                    'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE" needs a'
-                    ' "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a URL space'
-                    " of their own, apart from the app's pages"
+                raise _config_error(
+                    "HASHFS_SERVE",
+                    'needs a "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a'
+                    " URL space of their own, apart from the app's pages",
                 )
             server = ObjectServer(app.wsgi_app, store, prefix, serving, redirect)
             app.wsgi_app = server  # type: ignore[method-assign]
@@ -314,12 +307,17 @@ class FlaskHashFS:
         return self.client.unshard(path)
 
 
+def _config_error(keys: str, reason: str, *, missing: bool = False) -> ValueError:
+    """One wording for every config error, naming the key(s), as Flask-HashFS 0.3 did."""
+    kind = "Missing" if missing else "Invalid"
+    return ValueError(f'{kind} configuration value for Flask-HashFS: "{keys}" {reason}')
+
+
 def _serve_options(config: Any) -> ServeOptions:
     inline = config["HASHFS_INLINE_TYPES"]
     if isinstance(inline, str) or not all(isinstance(t, str) for t in inline):
-        raise ValueError(
-            'Invalid configuration value for Flask-HashFS: "HASHFS_INLINE_TYPES" must be a'
-            f" collection of media types, not {inline!r}"
+        raise _config_error(
+            "HASHFS_INLINE_TYPES", f"must be a collection of media types, not {inline!r}"
         )
     try:
         return ServeOptions(
@@ -328,10 +326,8 @@ def _serve_options(config: Any) -> ServeOptions:
             x_sendfile=bool(config["HASHFS_X_SENDFILE"]),
         )
     except ValueError as exc:
-        raise ValueError(
-            "Invalid configuration value for Flask-HashFS"
-            f" (HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE): {exc}"
-        ) from exc
+        keys = "HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE"
+        raise _config_error(keys, str(exc)) from exc
 
 
 def _signed_url(store: HashFS, relpath: str, window: int, options: ServeOptions) -> str:
@@ -354,22 +350,18 @@ def _redirect(
     window = config["HASHFS_SIGNED_URL_WINDOW"]
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
-            raise ValueError(
-                'Invalid configuration value for Flask-HashFS: "HASHFS_SIGNED_URL_WINDOW"'
-                f" must be a number of seconds, not {window!r}"
+            raise _config_error(
+                "HASHFS_SIGNED_URL_WINDOW", f"must be a number of seconds, not {window!r}"
             )
         if not store.signs_urls:
-            raise ValueError(
-                'Invalid configuration value for Flask-HashFS: "HASHFS_SIGNED_URL_WINDOW"'
-                " needs object storage: HASHFS_ROOT_FOLDER = 's3://bucket/prefix'"
+            raise _config_error(
+                "HASHFS_SIGNED_URL_WINDOW",
+                "needs object storage: HASHFS_ROOT_FOLDER = 's3://bucket/prefix'",
             )
     if mode == "stream":
         return None
     if mode != "redirect":
-        raise ValueError(
-            'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE_MODE" is'
-            f' "stream" or "redirect", not {mode!r}'
-        )
+        raise _config_error("HASHFS_SERVE_MODE", f'is "stream" or "redirect", not {mode!r}')
     if window is not None:
 
         def to_signed(obj: StoredObject) -> tuple[str, int]:
@@ -379,9 +371,9 @@ def _redirect(
         return to_signed
     host = config["HASHFS_HOST"]
     if not host:
-        raise ValueError(
-            'Invalid configuration value for Flask-HashFS: "HASHFS_SERVE_MODE" = "redirect"'
-            ' needs "HASHFS_SIGNED_URL_WINDOW" or a "HASHFS_HOST" to redirect to'
+        raise _config_error(
+            "HASHFS_SERVE_MODE",
+            '= "redirect" needs "HASHFS_SIGNED_URL_WINDOW" or a "HASHFS_HOST" to redirect to',
         )
 
     def to_host(obj: StoredObject) -> tuple[str, int]:
