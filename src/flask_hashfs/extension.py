@@ -120,6 +120,11 @@ class FlaskHashFS:
             keys = "HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER"
             raise _config_error(f"{keys}, HASHFS_STORAGE_OPTIONS", str(exc)) from exc
         serving = _serve_options(config)
+        if (serving.x_accel_redirect or serving.x_sendfile) and store.signs_urls:
+            raise _config_error(
+                "HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE",
+                "need a folder root: a bucket's objects are no files a front server can send",
+            )
         redirect = _redirect(config, store, prefix, serving)
         if config["HASHFS_SERVE"]:
             if not prefix:
