@@ -118,9 +118,6 @@ class Layout:
         rest = f"([0-9a-f]{{{length - self.depth * self.width}}})"
         object.__setattr__(self, "_stem_pattern", re.compile(folder * self.depth + rest))
 
-    def is_id(self, value: object) -> bool:
-        return isinstance(value, str) and self._id_pattern.fullmatch(value) is not None
-
     def check_id(self, value: object) -> str:
         """Return ``value`` if it is a valid id, else raise :class:`InvalidId` saying why."""
         if isinstance(value, str) and self._id_pattern.fullmatch(value):

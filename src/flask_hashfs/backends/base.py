@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import IO, NamedTuple
 
 
@@ -35,6 +35,21 @@ class Writer(ABC):
         """Make the bytes visible under ``key`` unless its id is stored (under any extension):
         True if this call created it."""
 
+    @abstractmethod
+    def discard(self) -> None:
+        """Drop the private copy (after publication, only what is left of it)."""
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.discard()
+
 
 class Backend(ABC):
     """Bytes at keys. Keys are ``/``-separated paths that ``layout`` built."""
@@ -57,7 +72,8 @@ class Backend(ABC):
         return self.key_of(path)
 
     @abstractmethod
-    def writer(self) -> AbstractContextManager[Writer]: ...
+    def writer(self) -> Writer:
+        """A new private copy, to use in a ``with`` block."""
 
     @abstractmethod
     def find(self, stem: str) -> str | None:

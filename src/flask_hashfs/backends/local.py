@@ -145,13 +145,8 @@ class LocalBackend(Backend):
         self._root_id = (st.st_dev, st.st_ino)
         return self._root_id
 
-    @contextmanager
-    def writer(self) -> Iterator[Writer]:
-        writer = _LocalWriter(self)
-        try:
-            yield writer
-        finally:
-            writer.discard()
+    def writer(self) -> Writer:
+        return _LocalWriter(self)
 
     def find(self, stem: str) -> str | None:
         """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.

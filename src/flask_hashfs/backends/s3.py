@@ -26,7 +26,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -212,13 +211,8 @@ class S3Backend(Backend):
 
     # -- writing -----------------------------------------------------------------------
 
-    @contextmanager
-    def writer(self) -> Iterator[Writer]:
-        writer = _S3Writer(self)
-        try:
-            yield writer
-        finally:
-            writer.discard()
+    def writer(self) -> Writer:
+        return _S3Writer(self)
 
     def _headers(self, key: str) -> dict[str, str]:
         """What the bucket answers with when a browser or CDN fetches the object itself:
