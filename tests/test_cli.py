@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from flask_hashfs import FlaskHashFS, HashFS
-from flask_hashfs.backends.local import TEMP_PREFIX
+from flask_hashfs.backends.local import TEMP_PREFIX, LocalBackend
 
 
 @pytest.fixture
@@ -43,6 +43,11 @@ def _stale_temp_file(store: HashFS) -> str:
     path = os.path.join(store.root, TEMP_PREFIX + "0123456789abcdef")
     Path(path).write_bytes(b"half of an upload")
     return path
+
+
+def _key_of(store: HashFS, data: bytes) -> str:
+    """The key ``data`` is published under, as ``put`` would choose it."""
+    return os.path.relpath(store.idpath(hashlib.sha256(data).hexdigest()), store.root)
 
 
 def test_stats_counts_objects_and_bytes(runner: FlaskCliRunner, store: HashFS) -> None:
@@ -93,6 +98,10 @@ def test_repair_fixes_what_verify_reports(runner: FlaskCliRunner, store: HashFS)
 
 
 def test_repair_leaves_a_live_writers_temp_file(runner: FlaskCliRunner, store: HashFS) -> None:
+    """Where temp files have names (a file system without O_TMPFILE), a live put's is
+    locked: repair sees it and leaves it alone, and the put completes."""
+    assert isinstance(store.backend, LocalBackend)
+    store.backend.anonymous = False
     with store.backend.writer() as writer:
         writer.write(b"a put in progress")
         live = [n for n in os.listdir(store.root) if n.startswith(TEMP_PREFIX)]
@@ -102,6 +111,24 @@ def test_repair_leaves_a_live_writers_temp_file(runner: FlaskCliRunner, store: H
         assert os.path.exists(os.path.join(store.root, live[0]))
         verify = runner.invoke(args=["hashfs", "verify"])
         assert verify.exit_code == 0, verify.output
+        assert writer.publish(_key_of(store, b"a put in progress"))
+    assert store.exists(hashlib.sha256(b"a put in progress").hexdigest())
+    assert not [n for n in os.listdir(store.root) if n.startswith(TEMP_PREFIX)]
+
+
+def test_a_live_put_has_no_temp_file_to_see(runner: FlaskCliRunner, store: HashFS) -> None:
+    """A nameless temp file (O_TMPFILE): nothing in the root until the object is published."""
+    store.put(io.BytesIO(b"the root exists"))
+    before = sorted(os.listdir(store.root))
+    with store.backend.writer() as writer:
+        writer.write(b"a put in progress")
+        assert sorted(os.listdir(store.root)) == before
+        result = runner.invoke(args=["hashfs", "verify"])
+        assert result.exit_code == 0, result.output
+        assert "ok: 1 objects verified" in result.output
+        assert writer.publish(_key_of(store, b"a put in progress"))
+    assert store.count() == 2
+    assert store.exists(hashlib.sha256(b"a put in progress").hexdigest())
 
 
 def test_each_app_gets_its_own_store(tmp_path: Path) -> None:

@@ -7,11 +7,13 @@ module-level functions so that ``spawn`` can import them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 
 from flask_hashfs import HashFS, ObjectNotFound
-from flask_hashfs.backends.local import TEMP_PREFIX
+from flask_hashfs.backends.local import TEMP_PREFIX, LocalBackend
 
 MiB = 1 << 20
 SPAWN = multiprocessing.get_context("spawn")
@@ -240,6 +242,7 @@ WRITER = textwrap.dedent(
     from flask_hashfs import HashFS
 
     fs = HashFS(sys.argv[1], fsync=sys.argv[2] == "1")
+    fs.backend.anonymous = sys.argv[3] == "nameless"
     print("ready", flush=True)
     address = fs.put(sys.stdin.buffer, extension=".bin")
     print(address.id, address.is_duplicate, flush=True)
@@ -248,13 +251,21 @@ WRITER = textwrap.dedent(
 
 
 class Writer:
-    """A put in another process, reading from a pipe that the test feeds at its own pace."""
+    """A put in another process, reading from a pipe that the test feeds at its own pace.
 
-    def __init__(self, root: Path, *, start: bool = True, fsync: bool = True) -> None:
+    ``temp`` is the temp file it writes: a path in the root if temp files are named, else
+    the writer's /proc entry for its nameless one.
+    """
+
+    def __init__(
+        self, root: Path, *, start: bool = True, fsync: bool = True, named: bool = False
+    ) -> None:
         self.root = root
+        self.named = named
         before = self.temp_files()
+        kind = "named" if named else "nameless"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(root), "1" if fsync else "0"],
+            [sys.executable, "-c", WRITER, str(root), "1" if fsync else "0", kind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -265,7 +276,8 @@ class Writer:
         if start:
             # Two full chunks get the put past its one-chunk fast path and writing.
             self.feed(os.urandom(2 * MiB + 1))
-            self.temp = self._wait_for(lambda: self.temp_files() - before)
+            new = self.temp_files if named else self.nameless_files
+            self.temp = self._wait_for(lambda: new() - before)
 
     def temp_files(self) -> set[str]:
         try:
@@ -273,6 +285,17 @@ class Writer:
         except FileNotFoundError:
             return set()
         return {str(self.root / name) for name in names if name.startswith(TEMP_PREFIX)}
+
+    def nameless_files(self) -> set[str]:
+        """The writer's open files that live in the root without a name."""
+        fds = f"/proc/{self.process.pid}/fd"
+        found = set()
+        for fd in os.listdir(fds):
+            with contextlib.suppress(FileNotFoundError):
+                target = os.readlink(f"{fds}/{fd}")
+                if re.fullmatch(re.escape(str(self.root)) + r"/#\d+ \(deleted\)", target):
+                    found.add(f"{fds}/{fd}")
+        return found
 
     def _wait_for(self, found: Callable[[], set[str]]) -> str:
         deadline = time.monotonic() + PATIENCE
@@ -307,10 +330,29 @@ class Writer:
         self.process.stdout.close()
 
 
-def test_writer_killed_mid_put_leaves_only_a_stale_temp_file(root: Path) -> None:
+def test_writer_killed_mid_put_leaves_nothing(root: Path) -> None:
     fs = HashFS(root)
     neighbour = fs.put(io.BytesIO(b"a neighbour that must survive"))
+    entries = sorted(os.listdir(root))
     victim = Writer(root)
+    victim.feed(os.urandom(MiB))
+    assert os.stat(victim.temp).st_size > 0, "killed in the middle of writing"
+    victim.kill()
+
+    # nothing under the address, and nothing left over: the root is as it was
+    assert fs.get(victim.sent.hexdigest()) is None
+    assert list(fs.files()) == [neighbour.abspath]
+    assert sorted(os.listdir(root)) == entries
+    assert list(fs.corrupted()) == []
+    assert fs.stale_temp_files() == []
+    _assert_idle_store_is_clean(fs)
+
+
+def test_writer_killed_mid_put_leaves_only_a_stale_temp_file(root: Path) -> None:
+    """Where temp files have names: the leftover is found, and told from a live put's."""
+    fs = HashFS(root)
+    neighbour = fs.put(io.BytesIO(b"a neighbour that must survive"))
+    victim = Writer(root, named=True)
     victim.feed(os.urandom(MiB))
     assert os.path.getsize(victim.temp) > 0, "killed in the middle of writing"
     victim.kill()
@@ -323,7 +365,7 @@ def test_writer_killed_mid_put_leaves_only_a_stale_temp_file(root: Path) -> None
     assert fs.stale_temp_files() == [victim.temp]
 
     # a live writer's temp file is locked: the sweep sees it, and leaves it alone
-    live = Writer(root)
+    live = Writer(root, named=True)
     assert fs.stale_temp_files() == [victim.temp]
     assert fs.remove_stale_temp_files() == [victim.temp]
     assert not os.path.exists(victim.temp)
@@ -346,7 +388,7 @@ def test_writer_killed_mid_put_leaves_only_a_stale_temp_file(root: Path) -> None
 def test_cleanup_never_removes_a_live_writers_temp_file(root: Path) -> None:
     """A sweep running in a loop while a put is in progress: the put still succeeds."""
     fs = HashFS(root)
-    writer = Writer(root)
+    writer = Writer(root, named=True)
     for _ in range(20):
         assert fs.remove_stale_temp_files() == []
         writer.feed(os.urandom(64 * 1024))
@@ -359,6 +401,8 @@ def test_sweep_racing_new_writers_never_breaks_a_put(root: Path) -> None:
     """Temp files are created and then locked: a sweep in between may remove one, and the
     writer must notice and start over instead of writing into a removed file."""
     fs = HashFS(root, fsync=False)
+    assert isinstance(fs.backend, LocalBackend)
+    fs.backend.anonymous = False
     stop = threading.Event()
 
     def sweep() -> None:
@@ -380,12 +424,13 @@ def test_sweep_racing_new_writers_never_breaks_a_put(root: Path) -> None:
     _assert_idle_store_is_clean(fs)
 
 
-def test_writers_killed_at_any_instant_leave_the_store_valid(root: Path) -> None:
+@pytest.mark.parametrize("named", [False, True], ids=["nameless", "named"])
+def test_writers_killed_at_any_instant_leave_the_store_valid(root: Path, named: bool) -> None:
     """Kill whole puts at random instants (reading, hashing, writing, fsync, link, cleanup):
     every object left is whole, and the sweep leaves an idle, clean root."""
     fs = HashFS(root)
     rng = random.Random(7)
-    writers = [Writer(root, start=False, fsync=n % 2 == 0) for n in range(8)]
+    writers = [Writer(root, start=False, fsync=n % 2 == 0, named=named) for n in range(8)]
     for writer in writers:
         writer.feed(os.urandom(rng.choice([100, MiB + 1, 3 * MiB])))
         assert writer.process.stdin is not None
@@ -399,6 +444,8 @@ def test_writers_killed_at_any_instant_leave_the_store_valid(root: Path) -> None
         assert _sha(Path(path).read_bytes()) == fs.unshard(path), "a partial object"
     assert list(fs.corrupted()) == []
     stale = fs.stale_temp_files()
+    if not named:
+        assert stale == [], "a nameless temp file goes with its writer"
     assert sorted(fs.remove_stale_temp_files()) == sorted(stale)
     # a put killed between making its shard folders and linking leaves them empty
     _assert_idle_store_is_clean(fs, crashed=True)

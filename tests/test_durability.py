@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,26 @@ class Calls:
         return os.write(fd, data)
 
     def real_open(self, path: str, flags: int, *args: Any, **kwargs: Any) -> int:
-        if flags & os.O_CREAT:
+        if flags & os.O_CREAT or flags & os.O_TMPFILE == os.O_TMPFILE:
             self.created.append(path)
         return os.open(path, flags, *args, **kwargs)
+
+
+@pytest.fixture(params=["nameless", "named"])
+def temp_kind(request: pytest.FixtureRequest, fs: HashFS) -> str:
+    """Both kinds of temp file: nameless (O_TMPFILE), and named where a file system cannot
+    make nameless files."""
+    kind = str(request.param)
+    assert isinstance(fs.backend, local.LocalBackend)
+    fs.backend.anonymous = kind == "nameless"
+    return kind
+
+
+def is_temp_file(fs: HashFS, path: str, kind: str) -> bool:
+    """Whether ``path`` (as /proc/self/fd shows an open file) is a temp file in the root."""
+    if kind == "named":
+        return path.startswith(os.path.join(fs.root, TEMP_PREFIX))
+    return re.fullmatch(re.escape(fs.root) + r"/#\d+ \(deleted\)", path) is not None
 
 
 @pytest.fixture
@@ -137,10 +155,7 @@ def test_each_byte_of_a_path_is_read_once(
             self.given += len(data)
             return data
 
-        def __enter__(self) -> CountingFile:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
+        def close(self) -> None:
             self._file.close()
 
     monkeypatch.setattr(streams, "open", CountingFile, raising=False)
@@ -182,14 +197,16 @@ def _sharing_prefix(id: str, shared: int) -> bytes:
     raise AssertionError("unreachable for a short prefix")
 
 
-def test_durable_put_fsyncs_file_folder_and_new_parents(fs: HashFS, calls: Calls) -> None:
+def test_durable_put_fsyncs_file_folder_and_new_parents(
+    fs: HashFS, calls: Calls, temp_kind: str
+) -> None:
     first = fs.put(io.BytesIO(b"first object"))
     folder = os.path.dirname(first.abspath)
     shards = [fs.root, *(os.path.join(fs.root, *first.id[:n]) for n in range(1, 4))]
-    # the root's parent (this put made the root), the file (still under its temp name),
+    # the root's parent (this put made the root), the file (still a temp file),
     # its folder, and the parent of each new shard folder
     assert calls.fsync[0] == os.path.dirname(fs.root)
-    assert calls.fsync[1].startswith(os.path.join(fs.root, TEMP_PREFIX))
+    assert is_temp_file(fs, calls.fsync[1], temp_kind)
     assert calls.fsync[2:] == [folder, *reversed(shards)]
 
     calls.fsync.clear()
@@ -205,12 +222,12 @@ def test_durable_put_fsyncs_file_folder_and_new_parents(fs: HashFS, calls: Calls
 
 @pytest.mark.parametrize("size", [10, 3 * MiB])
 def test_durable_put_fsyncs_once_per_file_whatever_its_size(
-    fs: HashFS, calls: Calls, size: int
+    fs: HashFS, calls: Calls, temp_kind: str, size: int
 ) -> None:
     fs.put(io.BytesIO(b"x"))  # the shard folders of what follows may exist or not
     calls.fsync.clear()
     fs.put(io.BytesIO(os.urandom(size)))
-    assert sum(path.startswith(os.path.join(fs.root, TEMP_PREFIX)) for path in calls.fsync) == 1
+    assert sum(is_temp_file(fs, path, temp_kind) for path in calls.fsync) == 1
 
 
 def test_no_fsync_when_turned_off(root: Path, calls: Calls) -> None:
@@ -293,7 +310,13 @@ def _assert_clean_after_failure(
     ],
 )
 def test_write_error_fails_the_put_and_leaves_nothing(
-    fs: HashFS, monkeypatch: pytest.MonkeyPatch, error: int, after: int, size: int, reason: str
+    fs: HashFS,
+    monkeypatch: pytest.MonkeyPatch,
+    temp_kind: str,
+    error: int,
+    after: int,
+    size: int,
+    reason: str,
 ) -> None:
     neighbours = _with_neighbours(fs)
     entries = _root_entries(fs)
@@ -316,7 +339,7 @@ def test_write_error_fails_the_put_and_leaves_nothing(
 
 @pytest.mark.parametrize("size", [1000, 4 * MiB])
 def test_fsync_error_fails_the_put_and_leaves_nothing(
-    fs: HashFS, monkeypatch: pytest.MonkeyPatch, size: int
+    fs: HashFS, monkeypatch: pytest.MonkeyPatch, temp_kind: str, size: int
 ) -> None:
     neighbours = _with_neighbours(fs)
     entries = _root_entries(fs)

@@ -1,10 +1,15 @@
 """Objects as files under one root folder, published the way git publishes objects.
 
-A put writes a temp file created exclusively in the root itself (so it is on the same
-filesystem as every shard folder), fsyncs it, and hard-links it under its final name:
-``link`` fails instead of overwriting, which makes a racing duplicate harmless, and the
-final name never shows a partial file. The temp file holds an ``flock`` for as long as
-its writer lives, so a sweep can tell a crashed writer's leftover from a live put.
+A put writes a temp file in the root itself (so it is on the same filesystem as every
+shard folder), fsyncs it, and hard-links it under its final name: ``link`` fails instead
+of overwriting, which makes a racing duplicate harmless, and the final name never shows
+a partial file.
+
+On Linux the temp file has no name at all (``O_TMPFILE``): a writer that dies at any
+instant leaves nothing behind, and there is no name to pick, lock or unlink. Where the
+file system cannot do that, the temp file is named ``.hashfs-tmp-<random>`` and holds an
+``flock`` for as long as its writer lives, so that a sweep can tell a crashed writer's
+leftover from a live put.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 from typing import IO
 
@@ -27,7 +31,16 @@ from .base import Backend, ObjectInfo, Writer
 #: Every temp file's name starts with this; no key can, because keys start with hex.
 TEMP_PREFIX = ".hashfs-tmp-"
 _OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: A file with no name is given one by linking its /proc/self/fd entry (linkat with
+#: AT_SYMLINK_FOLLOW), which needs no privilege, unlike linkat(fd, "", AT_EMPTY_PATH).
+_ANONYMOUS = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_OPEN_ANONYMOUS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+#: How many times a put makes again a shard folder that concurrent deletes keep removing.
+_PUBLISH_ROUNDS = 16
+#: What open(O_TMPFILE) fails with on a file system that cannot make nameless files.
+_NO_ANONYMOUS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 #: With fsync on, every this many bytes the kernel is asked to start writing back, so the
 #: final fsync of a large put waits for the tail only instead of the whole file.
 _WRITEBACK_STEP = 8 << 20
@@ -51,20 +64,6 @@ def _fsync_folder(path: str) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _locked_folder(path: str) -> Iterator[None]:
-    """Publishers in one shard folder take turns, so that looking for the id under any
-    extension and linking it are one step: one object per id, one ``is_duplicate=False``."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink == 0:
-            raise FileNotFoundError(errno.ENOENT, "removed by a concurrent delete", path)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _not_a_folder(path: str) -> StorageError:
     return StorageError(
         errno.ENOTDIR, f"could not publish under {path!r}: not a real folder under the root", path
@@ -72,8 +71,12 @@ def _not_a_folder(path: str) -> StorageError:
 
 
 def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
+    return _storage_error_about(exc, action, repr(path), path)
+
+
+def _storage_error_about(exc: OSError, action: str, what: str, path: str) -> StorageError:
     reason = exc.strerror or str(exc)
-    return StorageError(exc.errno or errno.EIO, f"could not {action} {path!r}: {reason}", path)
+    return StorageError(exc.errno or errno.EIO, f"could not {action} {what}: {reason}", path)
 
 
 class LocalBackend(Backend):
@@ -86,6 +89,8 @@ class LocalBackend(Backend):
         self.fsync = fsync
         self._prefix = self.location.rstrip(os.sep) + os.sep
         self._root_id: tuple[int, int] | None = None
+        #: Temp files have no name, until open(O_TMPFILE) shows that this root cannot.
+        self.anonymous = _ANONYMOUS
 
     def abspath(self, key: str) -> str:
         return self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
@@ -113,26 +118,32 @@ class LocalBackend(Backend):
             return None
 
     def _folders_are_real(self, key: str) -> bool:
-        """Refuse a key whose folders lead out of the root (a symlinked shard folder).
-
-        One stat instead of one lstat per folder: ``..`` is resolved through each folder's
-        real parent, so climbing back from the key's folder ends at the root itself only
-        if every folder on the way is a real folder of this tree. (A symlink from one
-        shard folder to another of the same depth inside the root would pass; it grants
-        nothing that write access to the root does not grant already.)
-        """
+        """Refuse a key whose folders lead out of the root (a symlinked shard folder)."""
         try:
-            return self._climbs_to_root(key)
+            return self._is_real_folder(key.rpartition("/")[0])
         except (OSError, ValueError):
             return False
 
-    def _climbs_to_root(self, key: str) -> bool:
-        """The check of :meth:`_folders_are_real`; a missing folder raises FileNotFoundError
-        (a concurrent delete removed it: publication makes it again)."""
-        depth = key.count("/")
-        if not depth:
+    def _is_real_folder(self, folder: str, dir_fd: int | None = None) -> bool:
+        """Whether the folder at root-relative ``folder`` is a real folder of this tree.
+
+        One stat instead of one lstat per folder: ``..`` is resolved through each folder's
+        real parent, so climbing back from the folder ends at the root itself only if
+        every folder on the way is a real folder of this tree. (A symlink from one shard
+        folder to another of the same depth inside the root would pass; it grants nothing
+        that write access to the root does not grant already.) With ``dir_fd``, the climb
+        starts from that open folder instead of from the path.
+
+        :raises FileNotFoundError: the folder is missing (a concurrent delete may have
+            removed it: publication makes it again).
+        """
+        if not folder:
             return True
-        st = os.stat(self._prefix + key.rpartition("/")[0] + "/.." * depth)
+        up = "/".join([".."] * (folder.count("/") + 1))
+        if dir_fd is None:
+            st = os.stat(self._prefix + folder + "/" + up)
+        else:
+            st = os.stat(up, dir_fd=dir_fd)
         found = (st.st_dev, st.st_ino)
         # The root may have been removed and made again since we last looked.
         return found == self._root_id or found == self._refresh_root_id()
@@ -216,43 +227,60 @@ class LocalBackend(Backend):
 
     def move(self, source: str, target: str) -> bool:
         source_path = self.abspath(source)
-        created = self._link(source_path, target)
+        created = self._link(source_path, target, follow_symlinks=False)
         if created:
             os.chmod(self.abspath(target), self.fmode)
         os.unlink(source_path)
         self._remove_empty_from(os.path.dirname(source_path))
         return created
 
-    def _link(self, source_path: str, key: str) -> bool:
-        """Hard-link ``source_path`` as ``key``; False if its id is stored under any
-        extension. Durable if asked."""
+    def _link(self, source: str, key: str, *, follow_symlinks: bool) -> bool:
+        """Hard-link ``source`` as ``key``; False if its id is stored under any extension.
+        Durable if asked.
+
+        Publishers in one shard folder take turns under an ``flock`` on the folder, so that
+        looking for the id under any extension and linking it are one step: one object per
+        id, one ``is_duplicate=False``. The link is made relative to the locked folder's
+        descriptor, into exactly the folder that was checked.
+        """
+        folder, _, name = key.rpartition("/")
         target = self.abspath(key)
-        folder = os.path.dirname(target)
-        stem = key.partition(".")[0]
+        folder_path = self.abspath(folder) if folder else self.location
         new_folders: list[str] = []
-        for _ in range(16):
+        for _ in range(_PUBLISH_ROUNDS):
             try:
-                with _locked_folder(folder):
-                    if not self._climbs_to_root(key):
-                        raise _not_a_folder(folder)  # never publish through a symlink
-                    if self._find_in_real_folders(stem) is not None:
-                        return False
-                    os.link(source_path, target)
+                fd = os.open(folder_path, _OPEN_FOLDER)
+            except FileNotFoundError:
+                new_folders += self._make_folders(folder)
+                continue
+            except OSError as exc:
+                raise _storage_error(exc, "publish", target) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not self._is_real_folder(folder, fd):
+                    raise _not_a_folder(folder_path)  # never publish through a symlink
+                if _holds_stem(folder_path, name.partition(".")[0]):
+                    return False
+                os.link(source, name, dst_dir_fd=fd, follow_symlinks=follow_symlinks)
             except FileExistsError:
                 return False
             except StorageError:
                 raise
             except FileNotFoundError:
-                if not os.path.exists(source_path):
+                if not os.path.exists(source):
                     raise
-                # A concurrent delete may remove the folders we make: make them again.
+                # A concurrent delete removed the folder while we held it. Until that
+                # removal ends, lookups still find the dying folder; mkdir waits for it
+                # instead (both need the parent's lock), and then makes the folder again.
                 new_folders += self._make_folders(folder)
                 continue
             except OSError as exc:
                 raise _storage_error(exc, "publish", target) from None
+            finally:
+                os.close(fd)
             if self.fsync:
                 try:
-                    _fsync_folder(folder)
+                    _fsync_folder(folder_path)
                     for made in reversed(new_folders):
                         _fsync_folder(os.path.dirname(made))
                 except OSError as exc:
@@ -261,18 +289,33 @@ class LocalBackend(Backend):
         raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
 
     def _make_folders(self, folder: str) -> list[str]:
-        made = []
-        path = self.location
-        for part in os.path.relpath(folder, self.location).split(os.sep):
-            if part == os.curdir:
+        """Make root-relative ``folder``, found missing, and whatever is missing above it;
+        return the paths made.
+
+        Climbs to the deepest folder above that exists and checks that it is a real folder
+        of this tree before anything is made in it, so that no folder is ever made through
+        a symlink; then makes the missing ones downwards.
+        """
+        if not folder:
+            return []  # the root: a put makes it before its temp file, never here
+        missing = [self.abspath(folder)]
+        folder = folder.rpartition("/")[0]
+        while folder:
+            try:
+                if not self._is_real_folder(folder):
+                    raise _not_a_folder(self.abspath(folder))
                 break
-            path = os.path.join(path, part)
+            except FileNotFoundError:
+                missing.append(self.abspath(folder))
+                folder = folder.rpartition("/")[0]
+            except NotADirectoryError:
+                raise _not_a_folder(self.abspath(folder)) from None
+        made = []
+        for path in reversed(missing):
             try:
                 os.mkdir(path, self.dmode)
             except FileExistsError:
-                if os.path.islink(path):
-                    raise _not_a_folder(path) from None  # never make folders through a symlink
-                continue
+                continue  # a racing put made it; the check before linking covers it
             except FileNotFoundError:
                 break  # a concurrent delete removed a parent: the caller's retry remakes it
             except OSError as exc:
@@ -388,6 +431,18 @@ def _file_size(entry: os.DirEntry[str]) -> int:
         return 0
 
 
+def _holds_stem(folder: str, stem: str) -> bool:
+    """Whether ``folder`` holds a file named ``stem`` or ``stem.<anything>``: one listing,
+    whose entries carry their file type."""
+    dotted = stem + "."
+    with os.scandir(folder) as scan:
+        return any(
+            (entry.name == stem or entry.name.startswith(dotted))
+            and entry.is_file(follow_symlinks=False)
+            for entry in scan
+        )
+
+
 def _folder_total(measure: Callable[[os.DirEntry[str]], int], path: str) -> int:
     """One recursive function instead of nested generators: a walk of 100,000 objects
     spends its time in scandir, not in the interpreter."""
@@ -408,16 +463,25 @@ class _LocalWriter(Writer):
     def __init__(self, backend: LocalBackend) -> None:
         self._backend = backend
         self._fd = -1
-        self._path = ""
+        self._path = ""  # the temp file's name; empty while it has none
         self._written = 0
         self._flushed = 0
+
+    def _error(self, exc: OSError, action: str) -> StorageError:
+        if self._path:
+            return _storage_error(exc, action, self._path)
+        location = self._backend.location
+        return _storage_error_about(exc, action, f"a new file in {location!r}", location)
 
     def _create(self) -> None:
         backend = self._backend
         while True:
-            path = os.path.join(backend.location, TEMP_PREFIX + secrets.token_hex(8))
             try:
-                fd = os.open(path, _OPEN_TEMP, backend.fmode)
+                if backend.anonymous:
+                    fd = os.open(backend.location, _OPEN_ANONYMOUS, backend.fmode)
+                else:
+                    path = os.path.join(backend.location, TEMP_PREFIX + secrets.token_hex(8))
+                    fd = os.open(path, _OPEN_TEMP, backend.fmode)
             except FileExistsError:
                 continue
             except FileNotFoundError:
@@ -430,14 +494,19 @@ class _LocalWriter(Writer):
                     raise _storage_error(exc, "create the root", backend.location) from None
                 continue
             except OSError as exc:
+                if backend.anonymous and exc.errno in _NO_ANONYMOUS:
+                    backend.anonymous = False
+                    continue
                 raise _storage_error(exc, "create a temp file in", backend.location) from None
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink == 0:
-                # A sweep removed it between create and lock: it saw no writer. Start over.
-                os.close(fd)
-                continue
-            os.fchmod(fd, backend.fmode)
-            self._fd, self._path = fd, path
+            if not backend.anonymous:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink == 0:
+                    # A sweep removed it between create and lock: it saw no writer. Start over.
+                    os.close(fd)
+                    continue
+                self._path = path
+            os.fchmod(fd, backend.fmode)  # exactly fmode, whatever the umask
+            self._fd = fd
             return
 
     def write(self, data: bytes) -> None:
@@ -448,7 +517,7 @@ class _LocalWriter(Writer):
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as exc:
-            raise _storage_error(exc, "write", self._path) from None
+            raise self._error(exc, "write") from None
         self._written += len(data)
         pending = self._written - self._flushed
         if pending >= _WRITEBACK_STEP and self._backend.fsync and _start_writeback is not None:
@@ -462,14 +531,17 @@ class _LocalWriter(Writer):
             try:
                 os.fsync(self._fd)
             except OSError as exc:
-                raise _storage_error(exc, "fsync", self._path) from None
-        return self._backend._link(self._path, key)
+                raise self._error(exc, "fsync") from None
+        if self._path:
+            return self._backend._link(self._path, key, follow_symlinks=False)
+        return self._backend._link(f"/proc/self/fd/{self._fd}", key, follow_symlinks=True)
 
     def discard(self) -> None:
         if self._fd < 0:
             return
         try:
-            os.unlink(self._path)
+            if self._path:
+                os.unlink(self._path)
         except FileNotFoundError:
             pass
         finally:
