@@ -18,7 +18,7 @@ from .backends import Backend, ObjectInfo, Writer, open_backend
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
 from .hashing import BackgroundHasher
 from .layout import Layout, is_extension, normalize_extension
-from .streams import PutInput, byte_chunks
+from .streams import ByteChunks, PutInput
 
 FileRef = str | os.PathLike[str]
 
@@ -88,7 +88,7 @@ class HashFS:
         :raises StorageError: writing, fsync or publication failed; nothing was stored.
         """
         ext = normalize_extension(extension)
-        with byte_chunks(file) as chunks:
+        with ByteChunks(file) as chunks:
             first = next(chunks, b"")
             second = next(chunks, None)
             if second is None:
@@ -99,29 +99,33 @@ class HashFS:
                         hasher.update(chunk)
                         writer.write(chunk)
                     id = hasher.hexdigest()
-                return self._publish(writer, id, ext)
+                stem = self._layout.stem(id)
+                existing = self._find_stem(stem)
+                if existing is not None:
+                    return self._duplicate(id, existing)
+                return self._publish(writer, id, stem + ext)
 
     def _put_small(self, data: bytes, ext: str) -> HashAddress:
         """One chunk: hash it first, so that a duplicate is never written at all."""
         hasher = self._layout.new_hasher()
         hasher.update(data)
         id = hasher.hexdigest()
-        existing = self._find(id)
+        stem = self._layout.stem(id)
+        existing = self._find_stem(stem)
         if existing is not None:
-            return HashAddress(id, existing, self.backend.abspath(existing), True)
+            return self._duplicate(id, existing)
         with self.backend.writer() as writer:
             writer.write(data)
-            return self._publish(writer, id, ext, checked=True)
+            return self._publish(writer, id, stem + ext)
 
-    def _publish(self, writer: Writer, id: str, ext: str, *, checked: bool = False) -> HashAddress:
-        existing = None if checked else self._find(id)
-        if existing is None:
-            key = self._layout.key(id, ext)
-            if writer.publish(key):
-                return HashAddress(id, key, self.backend.abspath(key), False)
-            # Another writer won the race, perhaps with another extension.
-            existing = self._find(id) or key
-        return HashAddress(id, existing, self.backend.abspath(existing), True)
+    def _publish(self, writer: Writer, id: str, key: str) -> HashAddress:
+        if writer.publish(key):
+            return HashAddress(id, key, self.backend.abspath(key), False)
+        # Another writer won the race, perhaps with another extension.
+        return self._duplicate(id, self._find(id) or key)
+
+    def _duplicate(self, id: str, key: str) -> HashAddress:
+        return HashAddress(id, key, self.backend.abspath(key), True)
 
     # -- finding -------------------------------------------------------------------------
 
@@ -358,7 +362,7 @@ class HashFS:
     def computehash(self, stream: PutInput) -> str:
         """Hash a path or readable object the way ``put`` would, without storing it."""
         hasher = self._layout.new_hasher()
-        with byte_chunks(stream) as chunks:
+        with ByteChunks(stream) as chunks:
             for chunk in chunks:
                 hasher.update(chunk)
         return hasher.hexdigest()
