@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from .errors import ConfigurationError, InvalidExtension, InvalidId
@@ -98,6 +99,8 @@ class Layout:
     id_length: int = field(init=False)
     _id_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _stem_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    #: Cuts a valid id into its folder names and file name stem (for depth >= 1).
+    _cut: Callable[[str], tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
@@ -117,6 +120,9 @@ class Layout:
         folder = f"([0-9a-f]{{{self.width}}})"
         rest = f"([0-9a-f]{{{length - self.depth * self.width}}})"
         object.__setattr__(self, "_stem_pattern", re.compile(folder * self.depth + rest))
+        end = self.depth * self.width
+        parts = [slice(i, i + self.width) for i in range(0, end, self.width)]
+        object.__setattr__(self, "_cut", itemgetter(*parts, slice(end, None)))
 
     def check_id(self, value: object) -> str:
         """Return ``value`` if it is a valid id, else raise :class:`InvalidId` saying why."""
@@ -130,14 +136,13 @@ class Layout:
 
     def shard(self, id: str) -> list[str]:
         """Split a valid id into ``depth`` folder names and the file name stem."""
-        self.check_id(id)
-        cut = self.depth * self.width
-        return [id[i : i + self.width] for i in range(0, cut, self.width)] + [id[cut:]]
+        id = self.check_id(id)
+        return list(self._cut(id)) if self.depth else [id]
 
     def stem(self, id: str) -> str:
         """The key of ``id`` without extension."""
-        stem = self.stem_of(id)
-        return self.check_id(id) if stem is None else stem
+        id = self.check_id(id)
+        return "/".join(self._cut(id)) if self.depth else id
 
     def stem_of(self, value: object) -> str | None:
         """The stem of ``value`` if it is a valid id, else None.

@@ -39,8 +39,14 @@ class ByteChunks:
 
     def __enter__(self) -> Iterator[bytes]:
         file = self._file
-        # Readable objects first, as hashfs did: isinstance() against the os.PathLike ABC
-        # costs microseconds for every other type.
+        if isinstance(file, io.BufferedIOBase):
+            # The common case first (BytesIO, files opened "rb", uploads): read() gives
+            # bytes, by the class's contract.
+            self._stream = file
+            self._start = _rewind(file)
+            return _read_binary(file)
+        # Readable objects before paths, as hashfs did: isinstance() against the
+        # os.PathLike ABC costs microseconds for every other type.
         if isinstance(file, str) or (not hasattr(file, "read") and isinstance(file, os.PathLike)):
             path = os.fspath(file)
             try:
@@ -57,8 +63,6 @@ class ByteChunks:
             )
         self._stream = stream
         self._start = _rewind(stream)
-        if isinstance(stream, io.BufferedIOBase):
-            return _read_binary(stream)  # read() gives bytes, by the class's contract
         return _read_any(stream, rewound=self._start is not None)
 
     def __exit__(self, *exc_info: object) -> None:

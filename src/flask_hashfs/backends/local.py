@@ -22,7 +22,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import cache, partial
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError
@@ -139,7 +139,7 @@ class LocalBackend(Backend):
         """
         if not folder:
             return True
-        up = "/".join([".."] * (folder.count("/") + 1))
+        up = _climb(folder.count("/") + 1)
         if dir_fd is None:
             st = os.stat(self._prefix + folder + "/" + up)
         else:
@@ -167,20 +167,20 @@ class LocalBackend(Backend):
         one lstat; only with an extension is the folder listed (its entries carry their
         file type, so no lstat per candidate).
         """
-        if not self._folders_are_real(stem):
-            return None
-        return self._find_in_real_folders(stem)
-
-    def _find_in_real_folders(self, stem: str) -> str | None:
-        path = self.abspath(stem)
+        folder, _, name = stem.rpartition("/")
         try:
-            if stat.S_ISREG(os.lstat(path).st_mode):
+            if not self._is_real_folder(folder):
+                return None
+        except (OSError, ValueError):
+            return None
+        try:
+            if stat.S_ISREG(os.lstat(self._prefix + stem).st_mode):
                 return stem
         except OSError:
             pass
-        dotted = stem.rpartition("/")[2] + "."
+        dotted = name + "."
         try:
-            with os.scandir(path.rpartition(os.sep)[0]) as scan:
+            with os.scandir(self.abspath(folder) if folder else self.location) as scan:
                 names = [
                     e.name
                     for e in scan
@@ -188,7 +188,7 @@ class LocalBackend(Backend):
                 ]
         except OSError:
             return None
-        return stem[: len(stem) - len(dotted) + 1] + min(names) if names else None
+        return stem[: len(stem) - len(name)] + min(names) if names else None
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
@@ -246,6 +246,7 @@ class LocalBackend(Backend):
         folder, _, name = key.rpartition("/")
         target = self.abspath(key)
         folder_path = self.abspath(folder) if folder else self.location
+        stem = name.partition(".")[0]
         new_folders: list[str] = []
         for _ in range(_PUBLISH_ROUNDS):
             try:
@@ -259,7 +260,7 @@ class LocalBackend(Backend):
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not self._is_real_folder(folder, fd):
                     raise _not_a_folder(folder_path)  # never publish through a symlink
-                if _holds_stem(folder_path, name.partition(".")[0]):
+                if _holds_stem(folder_path, stem):
                     return False
                 os.link(source, name, dst_dir_fd=fd, follow_symlinks=follow_symlinks)
             except FileExistsError:
@@ -431,6 +432,11 @@ def _file_size(entry: os.DirEntry[str]) -> int:
         return 0
 
 
+@cache
+def _climb(levels: int) -> str:
+    return "/".join([".."] * levels)
+
+
 def _holds_stem(folder: str, stem: str) -> bool:
     """Whether ``folder`` holds a file named ``stem`` or ``stem.<anything>``: one listing,
     whose entries carry their file type."""
@@ -512,10 +518,12 @@ class _LocalWriter(Writer):
     def write(self, data: bytes) -> None:
         if self._fd < 0:
             self._create()
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.write(self._fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise self._error(exc, "write") from None
         self._written += len(data)
