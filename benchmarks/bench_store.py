@@ -30,6 +30,7 @@ from flask_hashfs import HashFS
 CHUNK = 1 << 20
 SMALL = 4096
 EXTENSION = ".jpg"
+SMALL_ROOTS = "small"
 DEFAULT_DATA = Path(__file__).resolve().parent / ".data"
 #: cpu/wall of hashfs's single-threaded lookups: the share of a core this process got.
 SHARE: list[float] = []
@@ -284,19 +285,29 @@ def bench_big_put(data_dir: Path, scale: Scale) -> list[Row]:
     ]
 
 
+def remove_small_roots(data_dir: Path) -> None:
+    """Delete the previous run's small-put roots, first thing in a run.
+
+    ext4 without a journal (this machine's disk) does not reuse a freed inode for a minute
+    or more, and each new file or folder in that inode's block group scans past it. A tree
+    deleted just before a run of small puts (as this benchmark once did between
+    contenders) made every mkdir and create pay for that scan, ours and hashfs's alike:
+    perf showed 40-50% of a put's time in the kernel's recently_deleted(), which hid what
+    the stores themselves cost. The large puts, which make almost no new inodes, run
+    between this deletion and the small puts.
+    """
+    roots = data_dir / SMALL_ROOTS
+    if roots.exists():
+        log(f"removing the previous run's small-put roots ({roots})")
+        shutil.rmtree(roots)
+
+
 def bench_small_puts(data_dir: Path, scale: Scale) -> list[Row]:
     n, n_durable = scale.small_puts, scale.durable_puts
     log(f"small puts: {n} x 4 KiB streams ({n_durable} durable), {scale.small_repeats} repeats")
-    # Nothing is deleted before a timed run here. ext4 without a journal does not reuse a
-    # freed inode for a minute or more, and each create in that inode's block group scans
-    # past it: a tree deleted just before a run of creates (as this part once did between
-    # contenders) made every mkdir and every new file pay for it, ours and hashfs's alike,
-    # hiding what the stores themselves cost. So every timed run gets a root of its own,
-    # and the roots of the previous run are deleted once this run's timing is over.
-    base, previous = data_dir / "small", data_dir / "small-previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    if base.exists():
-        base.rename(previous)
+    # Each timed run gets a root of its own, and none is deleted during this part: see
+    # remove_small_roots().
+    base = data_dir / SMALL_ROOTS
     roots = itertools.count()
 
     def fresh(name: str, count: int) -> tuple[Path, list[io.BytesIO]]:
@@ -343,7 +354,6 @@ def bench_small_puts(data_dir: Path, scale: Scale) -> list[Row]:
             "hashfs dedupe": (n, dedupe(lambda root: hashfs.HashFS(str(root)))),
         },
     )
-    shutil.rmtree(previous, ignore_errors=True)
     for name, s in samples.items():
         log(f"  {name:16} {per_s(s):>10}  cpu/wall {s.busy:.2f}  spread {s.spread:.0%}")
     fast, durable, old = samples["ours fsync off"], samples["ours durable"], samples["hashfs"]
@@ -544,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     load = os.getloadavg()
     rows: list[Row] = []
+    remove_small_roots(data_dir)
     if "big" in parts:
         rows += bench_big_put(data_dir, scale)
     if "small" in parts:
