@@ -31,6 +31,9 @@ CHUNK = 1 << 20
 SMALL = 4096
 EXTENSION = ".jpg"
 SMALL_ROOTS = "small"
+DELETED_STAMP = "small.deleted"
+#: Seconds between a run's deletion of its trees and the next run's first measurement.
+SETTLE = 90
 DEFAULT_DATA = Path(__file__).resolve().parent / ".data"
 #: cpu/wall of hashfs's single-threaded lookups: the share of a core this process got.
 SHARE: list[float] = []
@@ -286,20 +289,33 @@ def bench_big_put(data_dir: Path, scale: Scale) -> list[Row]:
 
 
 def remove_small_roots(data_dir: Path) -> None:
-    """Delete the previous run's small-put roots, first thing in a run.
+    """Delete this run's small-put roots, last thing in a run, and note when.
 
     ext4 without a journal (this machine's disk) does not reuse a freed inode for a minute
     or more, and each new file or folder in that inode's block group scans past it. A tree
     deleted just before a run of small puts (as this benchmark once did between
     contenders) made every mkdir and create pay for that scan, ours and hashfs's alike:
     perf showed 40-50% of a put's time in the kernel's recently_deleted(), which hid what
-    the stores themselves cost. The large puts, which make almost no new inodes, run
-    between this deletion and the small puts.
+    the stores themselves cost. The deletion also keeps the disk busy with discards for a
+    while, which slows durable puts. See settle().
     """
     roots = data_dir / SMALL_ROOTS
     if roots.exists():
-        log(f"removing the previous run's small-put roots ({roots})")
+        log(f"removing the small-put roots ({roots})")
         shutil.rmtree(roots)
+        os.sync()
+        (data_dir / DELETED_STAMP).touch()
+
+
+def settle(data_dir: Path) -> None:
+    """Wait until the previous run's deletion is SETTLE seconds old."""
+    try:
+        age = time.time() - (data_dir / DELETED_STAMP).stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age < SETTLE:
+        log(f"waiting {SETTLE - age:.0f} s: the previous run deleted its trees {age:.0f} s ago")
+        time.sleep(SETTLE - age)
 
 
 def bench_small_puts(data_dir: Path, scale: Scale) -> list[Row]:
@@ -426,6 +442,11 @@ def bench_lookups(
     missing = [hashlib.sha256(b"missing %d" % i).hexdigest() for i in range(per_row)]
     ours = HashFS(root)
     theirs = hashfs.HashFS(str(root))
+    # Lookups are measured on a warm cache (the walks measure a cold one). Both stores are
+    # asked for the same ids in a round, so whichever went first would pay for reading
+    # the folders from disk, and the other would find them cached.
+    log("  warming the page cache with one walk of the tree")
+    ours.count()
     for id in rng.sample(with_ext, 10) + rng.sample(without_ext, 10):
         assert ours.get(id) is not None  # the tree is what both are asked about
         assert ours.get(id) == theirs.get(id)
@@ -554,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     load = os.getloadavg()
     rows: list[Row] = []
-    remove_small_roots(data_dir)
+    settle(data_dir)
     if "big" in parts:
         rows += bench_big_put(data_dir, scale)
     if "small" in parts:
@@ -569,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not cold and not args.no_cold:
                 log("cannot drop the page cache (needs root): cold walks skipped")
             rows += bench_walks(root, scale.objects, scale, cold)
+    remove_small_roots(data_dir)
     print_table(rows)
     after = os.getloadavg()
     print(
