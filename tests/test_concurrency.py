@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from flask_hashfs import HashFS, ObjectNotFound
+from flask_hashfs import HashFS, ObjectNotFound, streams
 from flask_hashfs.backends.local import TEMP_PREFIX, LocalBackend
 
 MiB = 1 << 20
@@ -275,7 +275,7 @@ class Writer:
         self.temp = ""
         if start:
             # Two full chunks get the put past its one-chunk fast path and writing.
-            self.feed(os.urandom(2 * MiB + 1))
+            self.feed(os.urandom(2 * streams.CHUNK_SIZE + 1))
             new = self.temp_files if named else self.nameless_files
             self.temp = self._wait_for(lambda: new() - before)
 

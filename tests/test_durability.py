@@ -117,7 +117,7 @@ class CountingBytesIO(io.BytesIO):
         return data
 
 
-@pytest.mark.parametrize("size", [0, 1, 4096, MiB, MiB + 1, 3 * MiB + 17])
+@pytest.mark.parametrize("size", [0, 1, 4096, MiB, 2 * MiB, 2 * MiB + 1, 5 * MiB + 17])
 def test_each_byte_of_a_stream_is_read_once(fs: HashFS, size: int) -> None:
     data = os.urandom(size)
     pipe = CountingStream(data)
@@ -303,10 +303,10 @@ def _assert_clean_after_failure(
     ("error", "after", "size", "reason"),
     [
         (errno.ENOSPC, 0, 1000, "No space left on device"),
-        (errno.ENOSPC, 0, 4 * MiB, "No space left on device"),
-        (errno.ENOSPC, 2, 4 * MiB, "No space left on device"),
+        (errno.ENOSPC, 0, 8 * MiB, "No space left on device"),
+        (errno.ENOSPC, 2, 8 * MiB, "No space left on device"),
         (errno.EIO, 0, 1000, "Input/output error"),
-        (errno.EIO, 1, 4 * MiB, "Input/output error"),
+        (errno.EIO, 1, 8 * MiB, "Input/output error"),
     ],
 )
 def test_write_error_fails_the_put_and_leaves_nothing(
