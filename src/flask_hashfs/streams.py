@@ -18,10 +18,10 @@ from .errors import UnreadableInput
 
 #: Large enough that per-chunk overhead vanishes and hashlib releases the GIL, and that
 #: a large put hands few chunks to its hash thread: each hand-off may wake a sleeping
-#: thread, which on a virtual machine can cost as much as hashing the chunk. (A durable
-#: 256 MiB put on the 2-core machine took 0.40-0.46 s with 1 MiB chunks, 0.20-0.26 s
-#: with 2 MiB, against 0.19 s for one sha256 pass.) Small enough that the few chunks in
-#: flight stay about 12 MiB.
+#: thread, which on a virtual machine can cost as much as hashing the chunk. (The
+#: benchmark's large-put rounds alone, on the 2-core machine: a durable 256 MiB put took
+#: 0.40-0.46 s with 1 MiB chunks, 0.20-0.26 s with 2 MiB; one sha256 pass takes 0.19 s.)
+#: Small enough that the few chunks in flight stay about 12 MiB.
 CHUNK_SIZE = 2 << 20
 
 PutInput = str | os.PathLike[str] | IO[bytes] | IO[str] | Any

@@ -22,7 +22,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
+from functools import partial
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError
@@ -139,11 +139,11 @@ class LocalBackend(Backend):
         """
         if not folder:
             return True
-        up = _climb(folder.count("/") + 1)
+        levels = folder.count("/") + 1
         if dir_fd is None:
-            st = os.stat(self._prefix + folder + "/" + up)
+            st = os.stat(self._prefix + folder + "/.." * levels)
         else:
-            st = os.stat(up, dir_fd=dir_fd)
+            st = os.stat("../" * levels, dir_fd=dir_fd)
         found = (st.st_dev, st.st_ino)
         # The root may have been removed and made again since we last looked.
         return found == self._root_id or found == self._refresh_root_id()
@@ -430,11 +430,6 @@ def _file_size(entry: os.DirEntry[str]) -> int:
         return entry.stat(follow_symlinks=False).st_size
     except FileNotFoundError:  # deleted since the folder was listed
         return 0
-
-
-@cache
-def _climb(levels: int) -> str:
-    return "/".join([".."] * levels)
 
 
 def _holds_stem(folder: str, stem: str) -> bool:
