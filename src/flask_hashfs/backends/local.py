@@ -178,14 +178,8 @@ class LocalBackend(Backend):
                 return stem
         except OSError:
             pass
-        dotted = name + "."
         try:
-            with os.scandir(self.abspath(folder) if folder else self.location) as scan:
-                names = [
-                    e.name
-                    for e in scan
-                    if e.name.startswith(dotted) and e.is_file(follow_symlinks=False)
-                ]
+            names = _stored_names(self.abspath(folder) if folder else self.location, name)
         except OSError:
             return None
         return stem[: len(stem) - len(name)] + min(names) if names else None
@@ -260,7 +254,7 @@ class LocalBackend(Backend):
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not self._is_real_folder(folder, fd):
                     raise _not_a_folder(folder_path)  # never publish through a symlink
-                if _holds_stem(folder_path, stem):
+                if _stored_names(folder_path, stem):
                     return False
                 os.link(source, name, dst_dir_fd=fd, follow_symlinks=follow_symlinks)
             except FileExistsError:
@@ -311,6 +305,8 @@ class LocalBackend(Backend):
                 folder = folder.rpartition("/")[0]
             except NotADirectoryError:
                 raise _not_a_folder(self.abspath(folder)) from None
+            except OSError as exc:
+                raise _storage_error(exc, "check the folder", self.abspath(folder)) from None
         made = []
         for path in reversed(missing):
             try:
@@ -432,16 +428,18 @@ def _file_size(entry: os.DirEntry[str]) -> int:
         return 0
 
 
-def _holds_stem(folder: str, stem: str) -> bool:
-    """Whether ``folder`` holds a file named ``stem`` or ``stem.<anything>``: one listing,
-    whose entries carry their file type."""
+def _stored_names(folder: str, stem: str) -> list[str]:
+    """The files in ``folder`` named ``stem`` or ``stem.<anything>``: what a lookup finds
+    and what keeps a publisher from storing the id again. One listing, whose entries carry
+    their file type."""
     dotted = stem + "."
     with os.scandir(folder) as scan:
-        return any(
-            (entry.name == stem or entry.name.startswith(dotted))
-            and entry.is_file(follow_symlinks=False)
+        return [
+            entry.name
             for entry in scan
-        )
+            if (entry.name == stem or entry.name.startswith(dotted))
+            and entry.is_file(follow_symlinks=False)
+        ]
 
 
 def _folder_total(measure: Callable[[os.DirEntry[str]], int], path: str) -> int:
