@@ -36,9 +36,8 @@ class ByteChunks:
     """
 
     def __init__(self, file: PutInput) -> None:
-        self._file = file
+        self._file: Any = file
         self._opened: IO[bytes] | None = None
-        self._stream: Any = None
         self._start: Any = None
 
     def __enter__(self) -> Iterator[bytes]:
@@ -46,7 +45,6 @@ class ByteChunks:
         if isinstance(file, io.BufferedIOBase):
             # The common case first (BytesIO, files opened "rb", uploads): read() gives
             # bytes, by the class's contract.
-            self._stream = file
             self._start = _rewind(file)
             return _read_binary(file)
         # Readable objects before paths, as hashfs did: isinstance() against the
@@ -65,7 +63,6 @@ class ByteChunks:
             raise UnreadableInput(
                 f"cannot store {type(stream).__name__!r}: pass a file path or a readable object"
             )
-        self._stream = stream
         self._start = _rewind(stream)
         return _read_any(stream, rewound=self._start is not None)
 
@@ -73,7 +70,7 @@ class ByteChunks:
         if self._opened is not None:
             self._opened.close()
         elif self._start is not None:
-            self._stream.seek(self._start)
+            self._file.seek(self._start)
 
 
 def _rewind(stream: Any) -> Any:
