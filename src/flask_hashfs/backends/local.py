@@ -19,14 +19,12 @@ import fcntl
 import os
 import secrets
 import stat
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import Iterator
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError
 from .base import Backend, ObjectInfo, Writer
+from .walk import Measure, total
 
 #: Every temp file's name starts with this; no key can, because keys start with hex.
 TEMP_PREFIX = ".hashfs-tmp-"
@@ -45,12 +43,6 @@ _NO_ANONYMOUS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 #: final fsync of a large put waits for the tail only instead of the whole file.
 _WRITEBACK_STEP = 8 << 20
 _start_writeback = getattr(os, "posix_fadvise", None)
-#: count() and size() walk the rest of the top shard folders on this many threads when
-#: the first one shows the walk waiting on the disk. scandir and lstat release the GIL,
-#: so on a cold cache the disk gets several reads at once (measured over 100,000 objects
-#: on a virtual disk: 4.7 s on 1 thread, 1.8 s on 8); on a warm cache threads only fight
-#: over the GIL (0.37 s on 1 thread, 0.70 s on 8), so there the walk stays on one.
-_WALKERS = 8
 
 
 def _fsync_folder(path: str) -> None:
@@ -342,24 +334,16 @@ class LocalBackend(Backend):
     def size(self) -> int:
         return self._total(_file_size)
 
-    def _total(self, measure: Callable[[os.DirEntry[str]], int]) -> int:
-        """Sum ``measure`` over every stored file (as all_keys sees them), shards in parallel."""
+    def _total(self, measure: Measure) -> int:
+        """Sum ``measure`` over every stored file, as all_keys sees them."""
         try:
             with os.scandir(self.location) as scan:
                 entries = [e for e in scan if not e.name.startswith(TEMP_PREFIX)]
         except (FileNotFoundError, NotADirectoryError):
             return 0
-        total = sum(measure(e) for e in entries if e.is_file(follow_symlinks=False))
         folders = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        if not folders:
-            return total
-        wall, cpu = time.perf_counter(), time.thread_time()
-        total += _folder_total(measure, folders[0])
-        waited = time.perf_counter() - wall > 1.3 * (time.thread_time() - cpu)
-        if not waited or len(folders) < 3:
-            return total + sum(_folder_total(measure, path) for path in folders[1:])
-        with ThreadPoolExecutor(min(_WALKERS, len(folders) - 1), "hashfs-walk") as pool:
-            return total + sum(pool.map(partial(_folder_total, measure), folders[1:]))
+        files = (e for e in entries if e.is_file(follow_symlinks=False))
+        return sum(map(measure, files)) + total(measure, folders)
 
     def make_folder(self, path: str) -> None:
         key = self.resolved_key(path)
@@ -440,22 +424,6 @@ def _stored_names(folder: str, stem: str) -> list[str]:
             if (entry.name == stem or entry.name.startswith(dotted))
             and entry.is_file(follow_symlinks=False)
         ]
-
-
-def _folder_total(measure: Callable[[os.DirEntry[str]], int], path: str) -> int:
-    """One recursive function instead of nested generators: a walk of 100,000 objects
-    spends its time in scandir, not in the interpreter."""
-    total = 0
-    try:
-        with os.scandir(path) as scan:
-            for entry in scan:
-                if entry.is_dir(follow_symlinks=False):
-                    total += _folder_total(measure, entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    total += measure(entry)
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    return total
 
 
 class _LocalWriter(Writer):

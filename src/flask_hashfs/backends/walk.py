@@ -1,0 +1,153 @@
+"""Summing over every file under the top shard folders, on every core the walk can use.
+
+A warm walk spends its time in the interpreter and in system calls that release the GIL
+only briefly, so threads fight over the GIL and make it slower (0.37 s on 1 thread, 0.70 s
+on 8, over 100,000 objects); a cold walk waits on the disk, and there threads overlap the
+reads. So the first top folder is walked alone and timed. If it waited on the disk, the
+rest go to threads. If not, the rest are split between this process and one forked child
+per further core, each of which sends its sum back through a pipe; fork is safe only in a
+process that has a single thread, so a multi-threaded one walks on alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+Measure = Callable[[os.DirEntry[str]], int]
+
+#: Threads for a walk that waits on the disk (100,000 objects on a virtual disk: 4.7 s on
+#: 1 thread, 1.8 s on 8).
+_WALKERS = 8
+#: A child costs 2 to 6 ms to fork and reap (measured on the 2-core machine, in a process
+#: using 0 and 300 MB): a walk forks only when each child's share is expected to take
+#: longer than this, judged by the time the first top folder took.
+_CHILD_COST = 0.01
+
+
+def total(measure: Measure, folders: Sequence[str]) -> int:
+    """The sum of ``measure`` over every file under ``folders``."""
+    if not folders:
+        return 0
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = _folder_total(measure, folders[0])
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    rest = folders[1:]
+    if wall > 1.3 * cpu and len(rest) >= 2:
+        with ThreadPoolExecutor(min(_WALKERS, len(rest)), "hashfs-walk") as pool:
+            return result + sum(pool.map(partial(_folder_total, measure), rest))
+    processes = min(_cores(), len(rest))
+    if processes > 1 and wall * len(rest) / processes > _CHILD_COST and _single_threaded():
+        return result + _forked_total(measure, rest, processes)
+    return result + sum(_folder_total(measure, path) for path in rest)
+
+
+def _folder_total(measure: Measure, path: str) -> int:
+    """One recursive function instead of nested generators: a walk of 100,000 objects
+    spends its time in scandir, not in the interpreter."""
+    result = 0
+    try:
+        with os.scandir(path) as scan:
+            for entry in scan:
+                if entry.is_dir(follow_symlinks=False):
+                    result += _folder_total(measure, entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    result += measure(entry)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return result
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 1
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread, counting threads that Python did not start.
+    Only Linux says, and only there is a fork that does not exec left to the walk."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _forked_total(measure: Measure, folders: Sequence[str], processes: int) -> int:
+    """Walk ``folders[0::processes]`` here and the other shares in children.
+
+    A share whose child cannot be forked, dies, or reports nothing readable is walked
+    here instead: a child can only make the walk faster, never change its answer.
+    """
+    shares = [folders[i::processes] for i in range(processes)]
+    children: list[tuple[int, int, Sequence[str]]] = []
+    result = 0
+    try:
+        for share in shares[1:]:
+            child = _fork_walker(measure, share)
+            if child is None:
+                result += sum(_folder_total(measure, path) for path in share)
+            else:
+                children.append((*child, share))
+        result += sum(_folder_total(measure, path) for path in shares[0])
+        while children:
+            pid, fd, share = children.pop()
+            reported = _collect(pid, fd)
+            if reported is None:
+                reported = sum(_folder_total(measure, path) for path in share)
+            result += reported
+    finally:
+        for pid, fd, _ in children:  # only when this process is interrupted
+            os.close(fd)
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+    return result
+
+
+def _fork_walker(measure: Measure, share: Sequence[str]) -> tuple[int, int] | None:
+    """Fork a child that writes its share's sum to a pipe and exits; its pid and the
+    pipe's read end, or None if no child could be forked."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, b"%d" % sum(_folder_total(measure, path) for path in share))
+            status = 0
+        finally:
+            os._exit(status)  # never back into the caller's code, atexit hooks or buffers
+    os.close(write_end)
+    return pid, read_end
+
+
+def _collect(pid: int, fd: int) -> int | None:
+    """The child's sum, once it has exited cleanly; None if it did not."""
+    try:
+        report = b""
+        while chunk := os.read(fd, 64):
+            report += chunk
+    finally:
+        os.close(fd)
+    status = _reap(pid)
+    if status not in (0, None) or not report.isdigit():
+        return None
+    return int(report)
+
+
+def _reap(pid: int) -> int | None:
+    """Wait for the child; its exit code, or None if someone else already reaped it."""
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return None
