@@ -1,4 +1,5 @@
-"""count() and size() on every core: forked children walk shares of the shard folders.
+"""count() and size() on every core and disk queue: forked children walk shares of the
+shard folders.
 
 Fork is only safe in a process with a single thread, and pytest's may have more, so each
 case runs in a fresh interpreter of its own. The threshold that keeps small stores from
@@ -35,7 +36,23 @@ if scenario == "children die":
 if scenario == "second thread":
     stop = threading.Event()
     threading.Thread(target=stop.wait).start()
-if scenario == "interrupted":
+if scenario.startswith("waiting"):
+    walkers = set()
+
+    def measure(entry):
+        time.sleep(0.001)  # a walk that waits, as on a cold disk
+        walkers.add((os.getpid(), threading.current_thread().name))
+        return 1
+
+    if scenario == "waiting, second thread":
+        stop = threading.Event()
+        threading.Thread(target=stop.wait).start()
+    folders = [e.path for e in os.scandir(sys.argv[1]) if e.is_dir()]
+    result["count"] = walk.total(measure, folders)
+    result["threads"] = len({name for pid, name in walkers if name.startswith("hashfs-walk")})
+    if scenario == "waiting, second thread":
+        stop.set()
+elif scenario == "interrupted":
     parent = os.getpid()
 
     def measure(entry):
@@ -116,3 +133,24 @@ def test_an_interrupted_walk_leaves_no_child_behind(filled: tuple[Path, int, int
     assert result["interrupted"]
     assert result["forks"] == 2
     assert result["children left"] == 0
+
+
+def test_a_walk_that_waits_gets_a_reader_per_remaining_folder(
+    filled: tuple[Path, int, int],
+) -> None:
+    root, count, _ = filled
+    result = walk_in_fresh_process(root, "waiting")
+    assert result["count"] == count
+    # The first of 16 top folders is walked before forking; this process takes one more.
+    assert result["forks"] == 14
+    assert result["children left"] == 0
+
+
+def test_a_multi_threaded_walk_that_waits_goes_on_threads(
+    filled: tuple[Path, int, int],
+) -> None:
+    root, count, _ = filled
+    result = walk_in_fresh_process(root, "waiting, second thread")
+    assert result["count"] == count
+    assert result["forks"] == 0
+    assert result["threads"] == 8
