@@ -85,7 +85,8 @@ def _single_threaded() -> bool:
 
 
 def _forked_total(measure: Measure, folders: Sequence[str], processes: int) -> int:
-    """Walk ``folders[0::processes]`` here and the other shares in children.
+    """Walk the smallest share here (this process has walked one folder already) and the
+    others in children.
 
     A share whose child cannot be forked, dies, or reports nothing readable is walked
     here instead: a child can only make the walk faster, never change its answer.
@@ -94,13 +95,13 @@ def _forked_total(measure: Measure, folders: Sequence[str], processes: int) -> i
     children: list[tuple[int, int, Sequence[str]]] = []
     result = 0
     try:
-        for share in shares[1:]:
+        for share in shares[:-1]:
             child = _fork_walker(measure, share)
             if child is None:
                 result += sum(_folder_total(measure, path) for path in share)
             else:
                 children.append((*child, share))
-        result += sum(_folder_total(measure, path) for path in shares[0])
+        result += sum(_folder_total(measure, path) for path in shares[-1])
         while children:
             pid, fd, share = children.pop()
             reported = _collect(pid, fd)
