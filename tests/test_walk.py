@@ -20,7 +20,7 @@ import pytest
 from flask_hashfs import HashFS
 
 SCRIPT = """
-import json, os, sys, threading, time
+import json, os, signal, sys, threading, time
 from flask_hashfs import HashFS
 from flask_hashfs.backends import walk
 
@@ -33,6 +33,17 @@ scenario = sys.argv[2]
 result = {}
 if scenario == "children die":
     os.register_at_fork(after_in_child=lambda: os._exit(7))
+if scenario == "foreign reaper":
+    reaped = []
+
+    def reap_all(signum, frame):
+        try:
+            while (pid := os.waitpid(-1, os.WNOHANG)[0]) > 0:
+                reaped.append(pid)
+        except ChildProcessError:
+            pass
+
+    signal.signal(signal.SIGCHLD, reap_all)
 if scenario == "second thread":
     stop = threading.Event()
     threading.Thread(target=stop.wait).start()
@@ -71,6 +82,8 @@ else:
     result["size"] = fs.size()
 if scenario == "second thread":
     stop.set()
+if scenario == "foreign reaper":
+    result["reaped"] = len(reaped)
 result["forks"] = len(forks)
 try:
     os.waitpid(-1, os.WNOHANG)  # returns at once if a child, running or not, is left
@@ -154,3 +167,13 @@ def test_a_multi_threaded_walk_that_waits_goes_on_threads(
     assert result["count"] == count
     assert result["forks"] == 0
     assert result["threads"] == 8
+
+
+def test_children_reaped_by_the_program_still_report(filled: tuple[Path, int, int]) -> None:
+    """A program with a SIGCHLD handler that reaps every child (as process managers
+    do) takes the walk's children from under it; their sums arrive all the same."""
+    root, count, size = filled
+    result = walk_in_fresh_process(root, "foreign reaper")
+    assert (result["count"], result["size"]) == (count, size)
+    assert result["forks"] == 4
+    assert result["reaped"] > 0
