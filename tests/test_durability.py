@@ -7,12 +7,16 @@ mocks: a full disk or a failing fsync cannot be produced for real in a test.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import io
+import mmap
 import os
 import re
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +232,61 @@ def test_durable_put_fsyncs_once_per_file_whatever_its_size(
     calls.fsync.clear()
     fs.put(io.BytesIO(os.urandom(size)))
     assert sum(is_temp_file(fs, path, temp_kind) for path in calls.fsync) == 1
+
+
+def resident_bytes(path: str) -> int:
+    """How much of the file is in the page cache (mincore), without reading any of it."""
+    size = os.path.getsize(path)
+    page = mmap.PAGESIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as m:
+        pages = (ctypes.c_ubyte * ((size + page - 1) // page))()
+        address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), pages) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        resident = sum(flag & 1 for flag in pages) * page
+        del address  # the buffer export must end before the map closes
+    return min(resident, size)
+
+
+@pytest.fixture
+def disk_root() -> Iterator[Path]:
+    """A root on the repository's disk: /tmp may be tmpfs, whose pages are the storage
+    itself and never leave the page cache."""
+    base = Path(__file__).resolve().parent.parent / ".test-data"
+    base.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=base))
+    yield folder / "store"
+    shutil.rmtree(folder)
+
+
+def disk_store(root: Path, nameless: bool) -> HashFS:
+    fs = HashFS(root)
+    assert isinstance(fs.backend, local.LocalBackend)
+    fs.backend.anonymous = nameless
+    return fs
+
+
+@pytest.mark.parametrize("nameless", [True, False])
+@pytest.mark.parametrize("size", [9 * MiB, 40 * MiB + 3])
+def test_a_large_durable_put_leaves_none_of_it_in_the_page_cache(
+    disk_root: Path, nameless: bool, size: int
+) -> None:
+    """Large uploads do not evict what the page cache holds for everything else."""
+    data = os.urandom(size)
+    address = disk_store(disk_root, nameless).put(io.BytesIO(data))
+    assert resident_bytes(address.abspath) == 0
+    with open(address.abspath, "rb") as stored:
+        assert stored.read() == data
+
+
+@pytest.mark.parametrize("nameless", [True, False])
+def test_a_put_below_the_writeback_step_stays_in_the_page_cache(
+    disk_root: Path, nameless: bool
+) -> None:
+    """A small object is likely read back soon (a thumbnail, an avatar): it stays cached."""
+    address = disk_store(disk_root, nameless).put(io.BytesIO(os.urandom(4 * MiB)))
+    assert resident_bytes(address.abspath) == 4 * MiB
 
 
 def test_no_fsync_when_turned_off(root: Path, calls: Calls) -> None:

@@ -39,10 +39,17 @@ _OPEN_ANONYMOUS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
 _PUBLISH_ROUNDS = 16
 #: What open(O_TMPFILE) fails with on a file system that cannot make nameless files.
 _NO_ANONYMOUS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
-#: With fsync on, every this many bytes the kernel is asked to start writing back, so the
-#: final fsync of a large put waits for the tail only instead of the whole file.
+#: Every this many bytes a put asks the kernel (POSIX_FADV_DONTNEED) to start writing back
+#: what was just written and to drop from the page cache what the previous request wrote
+#: back. A durable put's final fsync then waits for the tail only, and a large put
+#: cycles through a few MiB of page cache instead of taking fresh pages for all of it:
+#: on the 2-core VM, fresh pages made some 256 MiB puts take 0.3-0.6 s instead of 0.19 s
+#: (perf: half the time in the copy into the page cache), and recycled ones did not.
+#: Once fsynced, the whole file is dropped, so that a durable put of more than a step
+#: leaves none of its bytes in the page cache, as object stores that write large objects
+#: with O_DIRECT do; a smaller one stays cached, as it is likely read back soon.
 _WRITEBACK_STEP = 8 << 20
-_start_writeback = getattr(os, "posix_fadvise", None)
+_fadvise = getattr(os, "posix_fadvise", None)
 
 
 def _fsync_folder(path: str) -> None:
@@ -432,7 +439,8 @@ class _LocalWriter(Writer):
         self._fd = -1
         self._path = ""  # the temp file's name; empty while it has none
         self._written = 0
-        self._flushed = 0
+        self._flushed = 0  # written back from here on, or will be
+        self._dropped = 0  # dropped from the page cache up to here, as far as it was clean
 
     def _error(self, exc: OSError, action: str) -> StorageError:
         if self._path:
@@ -488,10 +496,9 @@ class _LocalWriter(Writer):
         except OSError as exc:
             raise self._error(exc, "write") from None
         self._written += len(data)
-        pending = self._written - self._flushed
-        if pending >= _WRITEBACK_STEP and self._backend.fsync and _start_writeback is not None:
-            _start_writeback(self._fd, self._flushed, pending, os.POSIX_FADV_DONTNEED)
-            self._flushed = self._written
+        if self._written - self._flushed >= _WRITEBACK_STEP and _fadvise is not None:
+            _fadvise(self._fd, self._dropped, 0, os.POSIX_FADV_DONTNEED)
+            self._dropped, self._flushed = self._flushed, self._written
 
     def publish(self, key: str) -> bool:
         if self._fd < 0:
@@ -501,6 +508,9 @@ class _LocalWriter(Writer):
                 os.fsync(self._fd)
             except OSError as exc:
                 raise self._error(exc, "fsync") from None
+            if self._flushed and _fadvise is not None:
+                # All clean now, including what was still being written back before.
+                _fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         if self._path:
             return self._backend._link(self._path, key, follow_symlinks=False)
         return self._backend._link(f"/proc/self/fd/{self._fd}", key, follow_symlinks=True)
