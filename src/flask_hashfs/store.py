@@ -99,7 +99,7 @@ class HashFS:
                         hasher.update(chunk)
                         writer.write(chunk)
                     id = hasher.hexdigest()
-                stem = self._layout.stem(id)
+                stem = self._layout.digest_stem(id)
                 existing = self._find_stem(stem)
                 if existing is not None:
                     return self._duplicate(id, existing)
@@ -110,7 +110,7 @@ class HashFS:
         hasher = self._layout.new_hasher()
         hasher.update(data)
         id = hasher.hexdigest()
-        stem = self._layout.stem(id)
+        stem = self._layout.digest_stem(id)
         existing = self._find_stem(stem)
         if existing is not None:
             return self._duplicate(id, existing)
