@@ -33,8 +33,8 @@ scenario = sys.argv[2]
 result = {}
 if scenario == "children die":
     os.register_at_fork(after_in_child=lambda: os._exit(7))
+reaped = []
 if scenario == "foreign reaper":
-    reaped = []
 
     def reap_all(signum, frame):
         try:
@@ -82,8 +82,7 @@ else:
     result["size"] = fs.size()
 if scenario == "second thread":
     stop.set()
-if scenario == "foreign reaper":
-    result["reaped"] = len(reaped)
+result["reaped"] = len(reaped)
 result["forks"] = len(forks)
 try:
     os.waitpid(-1, os.WNOHANG)  # returns at once if a child, running or not, is left
@@ -117,20 +116,23 @@ def filled(fs: HashFS) -> tuple[Path, int, int]:
     return root, len(blobs), sum(map(len, blobs))
 
 
-def test_children_walk_shares_of_the_folders_and_agree(filled: tuple[Path, int, int]) -> None:
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "single thread",  # children walk shares of the folders
+        "children die",  # at birth: the parent walks their shares
+        "foreign reaper",  # a SIGCHLD handler reaps every child, as process managers do
+    ],
+)
+def test_forked_walks_agree_whatever_becomes_of_the_children(
+    filled: tuple[Path, int, int], scenario: str
+) -> None:
     root, count, size = filled
-    result = walk_in_fresh_process(root, "single thread")
+    result = walk_in_fresh_process(root, scenario)
     assert (result["count"], result["size"]) == (count, size)
     assert result["forks"] == 4  # two children for each of count() and size()
     assert result["children left"] == 0
-
-
-def test_a_share_whose_child_dies_is_walked_by_the_parent(filled: tuple[Path, int, int]) -> None:
-    root, count, size = filled
-    result = walk_in_fresh_process(root, "children die")
-    assert (result["count"], result["size"]) == (count, size)
-    assert result["forks"] == 4
-    assert result["children left"] == 0
+    assert (result["reaped"] > 0) == (scenario == "foreign reaper")
 
 
 def test_a_multi_threaded_process_never_forks(filled: tuple[Path, int, int]) -> None:
@@ -167,13 +169,3 @@ def test_a_multi_threaded_walk_that_waits_goes_on_threads(
     assert result["count"] == count
     assert result["forks"] == 0
     assert result["threads"] == 8
-
-
-def test_children_reaped_by_the_program_still_report(filled: tuple[Path, int, int]) -> None:
-    """A program with a SIGCHLD handler that reaps every child (as process managers
-    do) takes the walk's children from under it; their sums arrive all the same."""
-    root, count, size = filled
-    result = walk_in_fresh_process(root, "foreign reaper")
-    assert (result["count"], result["size"]) == (count, size)
-    assert result["forks"] == 4
-    assert result["reaped"] > 0
