@@ -245,7 +245,6 @@ def resident_bytes(path: str) -> int:
         if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), pages) != 0:
             raise OSError(ctypes.get_errno(), "mincore failed")
         resident = sum(flag & 1 for flag in pages) * page
-        del address  # the buffer export must end before the map closes
     return min(resident, size)
 
 

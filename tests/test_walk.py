@@ -44,9 +44,10 @@ if scenario == "foreign reaper":
             pass
 
     signal.signal(signal.SIGCHLD, reap_all)
-if scenario == "second thread":
+if scenario.endswith("second thread"):
     stop = threading.Event()
     threading.Thread(target=stop.wait).start()
+folders = [e.path for e in os.scandir(sys.argv[1]) if e.is_dir()]
 if scenario.startswith("waiting"):
     walkers = set()
 
@@ -55,14 +56,8 @@ if scenario.startswith("waiting"):
         walkers.add((os.getpid(), threading.current_thread().name))
         return 1
 
-    if scenario == "waiting, second thread":
-        stop = threading.Event()
-        threading.Thread(target=stop.wait).start()
-    folders = [e.path for e in os.scandir(sys.argv[1]) if e.is_dir()]
     result["count"] = walk.total(measure, folders)
     result["threads"] = len({name for pid, name in walkers if name.startswith("hashfs-walk")})
-    if scenario == "waiting, second thread":
-        stop.set()
 elif scenario == "interrupted":
     parent = os.getpid()
 
@@ -74,13 +69,13 @@ elif scenario == "interrupted":
         return 1
 
     try:
-        walk.total(measure, [e.path for e in os.scandir(sys.argv[1]) if e.is_dir()])
+        walk.total(measure, folders)
     except KeyboardInterrupt:
         result["interrupted"] = True
 else:
     result["count"] = fs.count()
     result["size"] = fs.size()
-if scenario == "second thread":
+if scenario.endswith("second thread"):
     stop.set()
 result["reaped"] = len(reaped)
 result["forks"] = len(forks)
