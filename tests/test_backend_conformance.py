@@ -301,3 +301,13 @@ def test_keys_written_behind_the_store_are_found(store: HashFS, raw: Raw) -> Non
     assert address is not None
     assert address.relpath.endswith(".png")
     assert store.put(io.BytesIO(data)).is_duplicate
+
+
+def test_the_reserved_namespace_is_never_listed_counted_or_sized(store: HashFS, raw: Raw) -> None:
+    """``.hashfs/`` holds the store's own bookkeeping (quarantine, claims): never objects."""
+    stored = store.put(io.BytesIO(b"an object"))
+    raw.write(".hashfs/quarantine/README", b"dropped in by hand, moved aside by repair")
+    raw.write(".hashfs-anything", b"reserved too")
+    assert list(store.files()) == [stored.abspath]
+    assert store.count() == 1
+    assert store.size() == len(b"an object")

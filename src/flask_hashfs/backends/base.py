@@ -11,6 +11,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
+#: Top-level names that start with this are the store's own, never objects: temp files
+#: (``.hashfs-tmp-*``) and the bookkeeping folder or key prefix ``.hashfs/`` (quarantine,
+#: claims, objects set aside by a sweep). No key can start with it, because keys start
+#: with hex; listings, counts and sizes skip it.
+RESERVED_PREFIX = ".hashfs"
+
 
 class ObjectInfo(NamedTuple):
     """What serving needs to answer a request without reading the body."""

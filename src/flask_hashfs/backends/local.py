@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError
-from .base import Backend, ObjectInfo, Writer
+from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
 from .walk import Measure, total
 
 #: Every temp file's name starts with this; no key can, because keys start with hex.
-TEMP_PREFIX = ".hashfs-tmp-"
+TEMP_PREFIX = RESERVED_PREFIX + "-tmp-"
 _OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -328,7 +328,7 @@ class LocalBackend(Backend):
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if not prefix and entry.name.startswith(TEMP_PREFIX):
+            if not prefix and entry.name.startswith(RESERVED_PREFIX):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(entry.path, prefix + entry.name + "/")
@@ -345,7 +345,7 @@ class LocalBackend(Backend):
         """Sum ``measure`` over every stored file, as all_keys sees them."""
         try:
             with os.scandir(self.location) as scan:
-                entries = [e for e in scan if not e.name.startswith(TEMP_PREFIX)]
+                entries = [e for e in scan if not e.name.startswith(RESERVED_PREFIX)]
         except (FileNotFoundError, NotADirectoryError):
             return 0
         folders = [e.path for e in entries if e.is_dir(follow_symlinks=False)]

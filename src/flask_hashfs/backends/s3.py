@@ -45,7 +45,7 @@ from ..errors import (
     StorageUnavailable,
 )
 from ..headers import CACHE_CONTROL, is_active, media_type
-from .base import Backend, ObjectInfo, Writer
+from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -393,11 +393,13 @@ class S3Backend(Backend):
             Bucket=self.bucket, Prefix=self._key_prefix
         )
         cut = len(self._key_prefix)
+        reserved = self._key_prefix + RESERVED_PREFIX
         try:
             for page in pages:
                 for item in page.get("Contents", []):
-                    if not item["Key"].endswith("/"):
-                        yield item["Key"][cut:], item["Size"]
+                    name = item["Key"]
+                    if not name.endswith("/") and not name.startswith(reserved):
+                        yield name[cut:], item["Size"]
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list", None) from None
 
