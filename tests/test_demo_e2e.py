@@ -1,8 +1,9 @@
 """The demo app end to end, in a real headless Chromium (Debian's ``chromium`` package).
 
 The app runs on a real server on a free 127.0.0.1 port; the browser fills in the upload
-form, reads the gallery, loads the thumbnails through the extension's serving route and
-deletes. Playwright drives the system browser: never ``playwright install``.
+form, reads the gallery, loads the thumbnails through the extension's serving route,
+downloads and deletes, and is refused where a form comes from another origin or is too
+large. Playwright drives the system browser: never ``playwright install``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from demo import create_app, fs
@@ -64,8 +66,14 @@ def payload(name: str, mime_type: str, data: bytes) -> FilePayload:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return create_app(tmp_path / "data")
+def app_config() -> Mapping[str, Any]:
+    """Settings over the demo's own; a test parametrizes it to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Path, app_config: Mapping[str, Any]) -> Flask:
+    return create_app(tmp_path / "data", app_config)
 
 
 @pytest.fixture
@@ -173,3 +181,75 @@ def test_delete(page: Page, base_url: str, app: Flask) -> None:
     page.get_by_role("button", name="Delete red.png").click()
     expect(page.locator(".messages li")).to_have_text(["red.png: deleted."])
     expect(page.locator(".empty")).to_be_visible()
+
+
+def test_download_under_the_uploaded_name(page: Page, base_url: str) -> None:
+    name = "Rôti d'été (1).png"
+    page.goto(base_url + "/")
+    upload(page, payload(name, "image/png", RED), payload("notes.txt", "text/plain", b"hi\n"))
+
+    for label, data in [(name, RED), ("notes.txt", b"hi\n")]:
+        with page.expect_download() as info:
+            page.get_by_role("link", name=f"Download {label}").click()
+        download = info.value
+        assert download.suggested_filename == label
+        assert Path(download.path()).read_bytes() == data
+
+
+def forged_form_site(action: str) -> Flask:
+    """Another origin (its own port) whose page posts a form to ``action`` on load."""
+    site = Flask("forger")
+
+    @site.get("/")
+    def forged() -> str:
+        return (
+            f'<form method="post" action="{action}"><input name="x" value="1"></form>'
+            "<script>document.forms[0].submit()</script>"
+        )
+
+    return site
+
+
+def test_a_form_from_another_origin_changes_nothing(page: Page, base_url: str, app: Flask) -> None:
+    page.goto(base_url + "/")
+    upload(page, payload("red.png", "image/png", RED))
+    expect(page.locator(".messages li")).to_have_text(["red.png: stored."])
+    delete_url = page.locator("form:has(button[aria-label='Delete red.png'])").get_attribute(
+        "action"
+    )
+    assert delete_url is not None
+
+    with running(forged_form_site(base_url + delete_url)) as port:
+        with page.expect_response(base_url + delete_url) as forged:
+            page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_url(base_url + "/")
+
+    # The session cookie went along (same site, other port): only the token was missing.
+    assert forged.value.request.header_value("cookie")
+    assert forged.value.status == 303
+    expect(page.locator(".messages li")).to_have_text(
+        [re.compile(r"Refused: The CSRF token is missing\. Nothing was changed")]
+    )
+    expect(page.locator(".gallery .name")).to_have_text(["red.png"])
+    assert fs.store_for(app).count() == 1
+
+    # The gallery's own form, with its token, still works.
+    page.get_by_role("button", name="Delete red.png").click()
+    expect(page.locator(".messages li")).to_have_text(["red.png: deleted."])
+    assert fs.store_for(app).count() == 0
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": 100 * 1024}])
+def test_a_too_large_upload_says_the_limit(page: Page, base_url: str, app: Flask) -> None:
+    page.goto(base_url + "/")
+    expect(page.locator(".upload small")).to_contain_text("100.0 KiB in all")
+    upload(page, payload("big.txt", "text/plain", b"x" * (300 * 1024)))
+
+    expect(page.locator(".messages li")).to_have_text(
+        ["Refused: the files chosen at once may total 100.0 KiB at most. Nothing was stored."]
+    )
+    expect(page.locator(".empty")).to_be_visible()
+    assert fs.store_for(app).count() == 0
+
+    upload(page, payload("small.txt", "text/plain", b"x" * 1024))
+    expect(page.locator(".messages li")).to_have_text(["small.txt: stored."])

@@ -4,6 +4,10 @@ It follows the documented pattern: the bytes go into the store, and a database r
 the content id next to what the app knows about the upload (original name, content
 type). One row per content: uploading the same bytes again is recognised as a duplicate,
 and neither stored nor listed twice; so deleting a row may delete its object at once.
+
+Every form that changes state carries a CSRF token (Flask-WTF's ``CSRFProtect``), and
+every refusal, a stale form or an upload over ``MAX_CONTENT_LENGTH``, comes back to the
+gallery as a message instead of a bare error page.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, abort, current_app, flash, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2.filters import do_filesizeformat
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS
@@ -24,6 +31,7 @@ from flask_hashfs.headers import media_type
 from flask_hashfs.uploads import filename_extension
 
 fs = FlaskHashFS()
+csrf = CSRFProtect()
 
 #: Inside the repository (and git-ignored), so that a demo leaves nothing elsewhere.
 DEFAULT_DATA_FOLDER = Path(__file__).resolve().parents[2] / ".demo-data"
@@ -40,8 +48,13 @@ CREATE TABLE IF NOT EXISTS upload (
 """
 
 
-def create_app(data_folder: str | os.PathLike[str] | None = None) -> Flask:
-    """The demo app, keeping its objects and its database under ``data_folder``."""
+def create_app(
+    data_folder: str | os.PathLike[str] | None = None, config: Mapping[str, Any] | None = None
+) -> Flask:
+    """The demo app, keeping its objects and its database under ``data_folder``.
+
+    :param config: settings that replace the demo's own (a test's smaller upload limit).
+    """
     data = Path(data_folder) if data_folder is not None else DEFAULT_DATA_FOLDER
     data.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
@@ -53,13 +66,21 @@ def create_app(data_folder: str | os.PathLike[str] | None = None) -> Flask:
         HASHFS_ROOT_FOLDER=str(data / "objects"),
         HASHFS_PATH_PREFIX="/uploads",
         HASHFS_SERVE=True,
+        # A token for as long as the session lives: a gallery left open for an afternoon
+        # still uploads.
+        WTF_CSRF_TIME_LIMIT=None,
     )
+    app.config.update(config or {})
     fs.init_app(app)
+    csrf.init_app(app)
     with closing(sqlite3.connect(app.config["DEMO_DATABASE"])) as db:
         db.execute(SCHEMA)
     app.add_url_rule("/", view_func=gallery)
     app.add_url_rule("/upload", view_func=upload, methods=["POST"])
     app.add_url_rule("/files/<id>/delete", view_func=delete, methods=["POST"])
+    app.add_url_rule("/files/<id>/download", view_func=download)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+    app.register_error_handler(CSRFError, stale_form)
     return app
 
 
@@ -104,7 +125,12 @@ def gallery() -> str:
                 "url": fs.url_for(info.key),
             }
         )
-    return render_template("gallery.html", items=items, accept=",".join(sorted(ALLOWED_EXTENSIONS)))
+    return render_template(
+        "gallery.html",
+        items=items,
+        accept=",".join(sorted(ALLOWED_EXTENSIONS)),
+        limit=upload_limit(),
+    )
 
 
 def upload() -> Response:
@@ -143,4 +169,36 @@ def delete(id: str) -> Response:
         db.execute("DELETE FROM upload WHERE id = ?", (id,))
         fs.delete(id)
     flash(f"{row['name']}: deleted.", "deleted")
+    return redirect(url_for("gallery"), code=303)
+
+
+def download(id: str) -> Response:
+    """The object under the name it was uploaded with, not its hash."""
+    with database() as db:
+        row = db.execute("SELECT name FROM upload WHERE id = ?", (id,)).fetchone()
+    if row is None:
+        abort(404)
+    return fs.send(id, download_name=row["name"], as_attachment=True)
+
+
+def upload_limit() -> str | None:
+    """``MAX_CONTENT_LENGTH`` as a person reads it, or None without a limit."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return None if limit is None else do_filesizeformat(limit, binary=True)
+
+
+def too_large(error: RequestEntityTooLarge) -> Response:
+    """Werkzeug refuses the whole request before any file is read: say so, with the limit."""
+    flash(
+        f"Refused: the files chosen at once may total {upload_limit()} at most."
+        " Nothing was stored.",
+        "refused",
+    )
+    return redirect(url_for("gallery"), code=303)
+
+
+def stale_form(error: CSRFError) -> Response:
+    """A form without a valid token changes nothing: one from another site, or one from
+    before the server restarted (the demo draws a new secret key at each start)."""
+    flash(f"Refused: {error.description} Nothing was changed; try again.", "refused")
     return redirect(url_for("gallery"), code=303)
