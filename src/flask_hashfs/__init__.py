@@ -11,10 +11,12 @@ from .errors import (
     OutsideRoot,
     StorageAccessDenied,
     StorageError,
+    StorageFull,
     StorageUnavailable,
     UnreadableInput,
 )
 from .extension import FlaskHashFS
+from .http_errors import InsufficientStorage, handle_storage_error, http_error
 from .store import HashFS
 
 __version__ = "1.0.0"
@@ -26,14 +28,18 @@ __all__ = [
     "HashAddress",
     "HashFS",
     "HashFSError",
+    "InsufficientStorage",
     "InvalidExtension",
     "InvalidId",
     "ObjectNotFound",
     "OutsideRoot",
     "StorageAccessDenied",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "StoredObject",
     "UnreadableInput",
     "__version__",
+    "handle_storage_error",
+    "http_error",
 ]

@@ -7,6 +7,8 @@ written for hashfs keeps catching what it caught before.
 
 from __future__ import annotations
 
+import errno
+
 
 class HashFSError(Exception):
     """Base class: catch this to handle every error the store raises on purpose."""
@@ -54,6 +56,24 @@ class StorageError(HashFSError, OSError):
 
     A failed put stored nothing. The message names the path, or the bucket and key.
     """
+
+
+class StorageFull(StorageError):
+    """The file system is full, or the user's quota is spent (ENOSPC, EDQUOT).
+
+    Nothing was stored; the same put succeeds once space is freed. Served as 507.
+    """
+
+
+#: The errno values that mean "no space left", whichever limit was hit.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_error(code: int, message: str, path: str | None = None) -> StorageError:
+    """The :class:`StorageError` for an OS error number: :class:`StorageFull` for a full
+    disk or quota, so that callers can tell "free some space" from "something broke"."""
+    kind = StorageFull if code in _FULL else StorageError
+    return kind(code, message) if path is None else kind(code, message, path)
 
 
 class StorageAccessDenied(StorageError, PermissionError):

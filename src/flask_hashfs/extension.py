@@ -21,7 +21,8 @@ from werkzeug.wrappers import Response
 from .address import HashAddress, StoredObject
 from .backends import ObjectInfo
 from .cli import hashfs_cli
-from .errors import ConfigurationError, ObjectNotFound
+from .errors import ConfigurationError, ObjectNotFound, StorageError
+from .http_errors import handle_storage_error
 from .serving import (
     DEFAULT_INLINE_TYPES,
     ObjectServer,
@@ -71,7 +72,10 @@ class FlaskHashFS:
         With ``HASHFS_SERVE``, :class:`~flask_hashfs.serving.ObjectServer` wraps
         ``app.wsgi_app`` to answer GET and HEAD of stored objects under the prefix.
 
-        It also adds the ``flask hashfs`` commands (``verify``, ``repair``, ``stats``).
+        It also adds the ``flask hashfs`` commands (``verify``, ``repair``, ``stats``),
+        and an error handler that answers a :class:`StorageError` a view lets through
+        with 507, 503 or 500 (:func:`flask_hashfs.http_errors.http_error`); register
+        your own handler for ``StorageError`` after ``init_app`` to replace it.
 
         :raises ValueError: a config value is missing or invalid; the message names it.
         :raises RuntimeError: the extension is already registered on ``app``.
@@ -137,6 +141,7 @@ class FlaskHashFS:
             app.wsgi_app = server  # type: ignore[method-assign]
         self._state[app] = _AppState(store, serving)
         app.extensions[EXTENSION_NAME] = self
+        app.register_error_handler(StorageError, handle_storage_error)
         app.cli.add_command(hashfs_cli)
 
     def _state_for(self, app: Flask) -> _AppState:
@@ -240,7 +245,8 @@ class FlaskHashFS:
         allowed_extensions: Collection[str] | None = None,
         max_size: int | None = None,
     ) -> HashAddress:
-        """Store an upload in a view, or refuse it with a 4xx that Flask sends as is.
+        """Store an upload in a view, or refuse it with an HTTP error that Flask sends as
+        is: a 4xx for the client's mistakes, and 507, 503 or 500 when the storage fails.
 
         The extension comes from the file name unless given; an extension of a type
         shown inline (images, audio, video) must match the content's signature (415

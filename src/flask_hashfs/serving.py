@@ -26,8 +26,9 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from .address import StoredObject
-from .errors import ObjectNotFound
+from .errors import ObjectNotFound, StorageError
 from .headers import CACHE_CONTROL, is_active, media_type
+from .http_errors import http_error
 from .store import HashFS
 
 if TYPE_CHECKING:
@@ -279,22 +280,35 @@ class ObjectServer:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if path.startswith(self.prefix) and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
-            obj = self.store.stat(path[len(self.prefix) :])
-            if obj is not None and self.redirect is not None:
-                location, max_age = self.redirect(obj)
-                headers = {"Location": location, "Cache-Control": f"public, max-age={max_age}"}
-                return Response(status=302, headers=headers)(environ, start_response)
-            if obj is not None:
-                try:
-                    response = store_response(self.store, obj, environ, self.options)
-                except ObjectNotFound:  # deleted since stat: as if it never was
-                    return self.app(environ, start_response)
-                if response.direct_passthrough and response.status_code != 200:
-                    return response(environ, start_response)
-                # A 200 with its file, or a header-only 304, hand-off or 416, is complete
-                # as respond() built it: sending it straight skips werkzeug's copy and
-                # re-check of every header, about half the time of a 304. What
-                # make_conditional made (206, its own 304 or 412) still goes through it.
-                start_response(response.status, response.headers.to_wsgi_list())
-                return response.response  # type: ignore[return-value]
+            key = path[len(self.prefix) :]
+            try:
+                served = self._serve(key, environ, start_response)
+            except StorageError as exc:  # a bucket that is away, a disk that fails
+                return http_error(exc, key)(environ, start_response)
+            if served is not None:
+                return served
         return self.app(environ, start_response)
+
+    def _serve(
+        self, key: str, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes] | None:
+        """The response for the object stored under ``key``; None if there is none."""
+        obj = self.store.stat(key)
+        if obj is None:
+            return None
+        if self.redirect is not None:
+            location, max_age = self.redirect(obj)
+            headers = {"Location": location, "Cache-Control": f"public, max-age={max_age}"}
+            return Response(status=302, headers=headers)(environ, start_response)
+        try:
+            response = store_response(self.store, obj, environ, self.options)
+        except ObjectNotFound:  # deleted since stat: as if it never was
+            return None
+        if response.direct_passthrough and response.status_code != 200:
+            return response(environ, start_response)
+        # A 200 with its file, or a header-only 304, hand-off or 416, is complete as
+        # respond() built it: sending it straight skips werkzeug's copy and re-check of
+        # every header, about half the time of a 304. What make_conditional made (206,
+        # its own 304 or 412) still goes through it.
+        start_response(response.status, response.headers.to_wsgi_list())
+        return response.response  # type: ignore[return-value]

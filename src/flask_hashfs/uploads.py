@@ -21,8 +21,9 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from .address import HashAddress
-from .errors import InvalidExtension
+from .errors import InvalidExtension, StorageError
 from .headers import media_type
+from .http_errors import http_error
 from .layout import normalize_extension
 from .store import HashFS
 
@@ -133,7 +134,7 @@ def put_upload(
     allowed_extensions: Collection[str] | None = None,
     max_size: int | None = None,
 ) -> HashAddress:
-    """Store one upload, or refuse it with the 4xx a client can act on.
+    """Store one upload, or refuse it with the HTTP error a client can act on.
 
     :param upload: ``request.files[...]`` or ``request.stream``.
     :param extension: the extension to store; by default the upload's file name's.
@@ -143,6 +144,9 @@ def put_upload(
     :raises werkzeug.exceptions.UnsupportedMediaType: an extension not allowed, or
         content that is not what its extension says.
     :raises werkzeug.exceptions.RequestEntityTooLarge: more than ``max_size`` bytes.
+    :raises werkzeug.exceptions.HTTPException: the storage failed and nothing was stored:
+        507, 503 or 500, as :func:`flask_hashfs.http_errors.http_error` maps it (the
+        :class:`StorageError` is the exception's ``__cause__``).
     """
     if upload is None or (isinstance(upload, FileStorage) and not upload.filename):
         raise BadRequest("No file was uploaded.")
@@ -166,4 +170,7 @@ def put_upload(
     mimetype = media_type(ext)
     if not content_matches(mimetype, head):
         raise UnsupportedMediaType(f"The content does not match its type ({mimetype}).")
-    return store.put(_UploadReader(source, head, max_size), ext)
+    try:
+        return store.put(_UploadReader(source, head, max_size), ext)
+    except StorageError as exc:
+        raise http_error(exc) from exc

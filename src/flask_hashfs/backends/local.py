@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from typing import IO
 
-from ..errors import OutsideRoot, StorageError
+from ..errors import OutsideRoot, StorageError, storage_error
 from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
 from .walk import Measure, total
 
@@ -75,7 +75,7 @@ def _storage_error(exc: OSError, action: str, path: str) -> StorageError:
 
 def _storage_error_about(exc: OSError, action: str, what: str, path: str) -> StorageError:
     reason = exc.strerror or str(exc)
-    return StorageError(exc.errno or errno.EIO, f"could not {action} {what}: {reason}", path)
+    return storage_error(exc.errno or errno.EIO, f"could not {action} {what}: {reason}", path)
 
 
 class LocalBackend(Backend):
@@ -506,8 +506,8 @@ class _LocalWriter(Writer):
         if self._backend.fsync:
             try:
                 os.fsync(self._fd)
-            except OSError as exc:
-                raise self._error(exc, "fsync") from None
+            except OSError as exc:  # named by where it was going: a temp file has no name
+                raise _storage_error(exc, "fsync", self._backend.abspath(key)) from None
             if self._flushed and _fadvise is not None:
                 # All clean now, including what was still being written back before.
                 _fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)

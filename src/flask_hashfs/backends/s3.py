@@ -43,6 +43,7 @@ from ..errors import (
     StorageAccessDenied,
     StorageError,
     StorageUnavailable,
+    storage_error,
 )
 from ..headers import CACHE_CONTROL, is_active, media_type
 from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
@@ -518,7 +519,7 @@ class _S3Writer(Writer):
             self._spool.write(data)
         except OSError as exc:
             folder = tempfile.gettempdir()
-            raise StorageError(
+            raise storage_error(
                 exc.errno or errno.EIO, f"could not spool a put to a temp file in {folder}: {exc}"
             ) from None
 
