@@ -180,7 +180,7 @@ def test_full_disk_upload_is_507_and_works_again_once_space_is_freed(
 
 
 def _fsync_failing_once() -> Callable[[int], None]:
-    failed = []
+    failed: list[int] = []
 
     def fsync(fd: int) -> None:
         if not failed:
