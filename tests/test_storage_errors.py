@@ -289,3 +289,26 @@ def test_an_app_handler_registered_after_init_app_replaces_the_mapping(tmp_path:
 
     with running(app) as port:
         assert post(port, "/put", b"data")[:1] == (502,)
+
+
+# -- a client that goes away -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("view", ["/upload", "/put"])
+def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(
+    tmp_path: Path, view: str
+) -> None:
+    """gunicorn sets ``wsgi.input_terminated`` and ends the body stream where the client
+    stopped sending; werkzeug then does not check the length, so the app must."""
+    app, fs = upload_app(str(tmp_path / "store"))
+    sent = os.urandom(200_000)
+    with app.test_client() as client:
+        reply = client.post(
+            view,
+            input_stream=io.BytesIO(sent[:50_000]),
+            environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": str(len(sent))},
+        )
+    assert reply.status_code == 400
+    assert b"ended after 50000 of its 200000 bytes" in reply.data
+    with app.app_context():
+        assert fs.count() == 0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import IO, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
@@ -32,7 +32,7 @@ from .serving import (
 )
 from .store import FileRef, HashFS
 from .streams import PutInput
-from .uploads import filename_extension, put_upload
+from .uploads import BodyReader, filename_extension, put_upload
 
 EXTENSION_NAME = "hashfs"
 
@@ -227,6 +227,8 @@ class FlaskHashFS:
         :param use_filename: take the extension from the upload's file name (lowercased
             last suffix); the store validates it like any extension.
         :raises InvalidExtension: the extension (given or taken) cannot be stored.
+        :raises werkzeug.exceptions.ClientDisconnected: ``file`` is ``request.stream`` and
+            it ended before its ``Content-Length``: the client went away; nothing is stored.
 
         .. versionchanged:: 1.0
             ``use_filename`` was added.
@@ -235,6 +237,9 @@ class FlaskHashFS:
             if extension is not None:
                 raise ValueError("pass either an extension or use_filename=True, not both")
             extension = filename_extension(getattr(file, "filename", None))
+        length = _declared_length(file)
+        if length is not None:
+            file = BodyReader(file, length=length)
         return self.client.put(file, extension)
 
     def put_upload(
@@ -261,6 +266,7 @@ class FlaskHashFS:
             extension=extension,
             allowed_extensions=allowed_extensions,
             max_size=max_size,
+            length=_declared_length(upload),
         )
 
     def get(self, file: FileRef) -> HashAddress | None:
@@ -316,6 +322,14 @@ class FlaskHashFS:
 
     def unshard(self, path: FileRef) -> str:
         return self.client.unshard(path)
+
+
+def _declared_length(file: object) -> int | None:
+    """The request's ``Content-Length`` when ``file`` is the request's own body stream:
+    a body that ends sooner must fail the put, not store what came (see BodyReader)."""
+    if has_request_context() and file is request.stream:
+        return request.content_length
+    return None
 
 
 def _config_error(keys: str, reason: str, *, missing: bool = False) -> ValueError:

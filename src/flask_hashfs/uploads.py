@@ -18,7 +18,12 @@ from collections.abc import Collection
 from typing import IO, Any
 
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 
 from .address import HashAddress
 from .errors import InvalidExtension, StorageError
@@ -93,13 +98,28 @@ def filename_extension(filename: str | None) -> str:
     return "." + suffix.lower() if dot and stem and suffix else ""
 
 
-class _UploadReader:
-    """Reads an upload once: the peeked head first, then the rest, within a size limit."""
+class BodyReader:
+    """Reads an upload once: the peeked head first, then the rest, within a size limit,
+    and only to the end the request declared.
 
-    def __init__(self, source: Any, head: bytes, limit: int | None) -> None:
+    A body that ends before its ``Content-Length`` is a client that went away: gunicorn
+    (which sets ``wsgi.input_terminated``, so werkzeug does not check the length) just
+    ends the stream there. Storing what came would publish a truncated upload as an
+    object of its own, so the read fails with
+    :class:`~werkzeug.exceptions.ClientDisconnected` (400) instead, and nothing is stored.
+
+    :param head: bytes already read from ``source``.
+    :param limit: the most bytes accepted (413 beyond).
+    :param length: the declared length of the body, if any.
+    """
+
+    def __init__(
+        self, source: Any, head: bytes = b"", limit: int | None = None, length: int | None = None
+    ) -> None:
         self._source = source
         self._head = head
         self._limit = limit
+        self._length = length
         self._total = 0
 
     def seekable(self) -> bool:
@@ -113,6 +133,10 @@ class _UploadReader:
         self._total += len(data)
         if self._limit is not None and self._total > self._limit:
             raise RequestEntityTooLarge(f"The upload is larger than {self._limit} bytes.")
+        if not data and size != 0 and self._length is not None and self._total < self._length:
+            raise ClientDisconnected(
+                f"The upload ended after {self._total} of its {self._length} bytes."
+            )
         return data
 
 
@@ -133,6 +157,7 @@ def put_upload(
     extension: str | None = None,
     allowed_extensions: Collection[str] | None = None,
     max_size: int | None = None,
+    length: int | None = None,
 ) -> HashAddress:
     """Store one upload, or refuse it with the HTTP error a client can act on.
 
@@ -140,7 +165,10 @@ def put_upload(
     :param extension: the extension to store; by default the upload's file name's.
     :param allowed_extensions: e.g. ``{".jpg", ".png"}``; anything else is refused (415).
     :param max_size: bytes; a larger upload is refused (413) and nothing is kept.
-    :raises werkzeug.exceptions.BadRequest: no file, or an extension the store refuses.
+    :param length: the body's declared ``Content-Length``, for a raw ``request.stream``:
+        a body that ends sooner is refused (400) and nothing is kept.
+    :raises werkzeug.exceptions.BadRequest: no file, an extension the store refuses, or a
+        body that ended before ``length`` bytes (the client went away).
     :raises werkzeug.exceptions.UnsupportedMediaType: an extension not allowed, or
         content that is not what its extension says.
     :raises werkzeug.exceptions.RequestEntityTooLarge: more than ``max_size`` bytes.
@@ -171,6 +199,6 @@ def put_upload(
     if not content_matches(mimetype, head):
         raise UnsupportedMediaType(f"The content does not match its type ({mimetype}).")
     try:
-        return store.put(_UploadReader(source, head, max_size), ext)
+        return store.put(BodyReader(source, head, max_size, length), ext)
     except StorageError as exc:
         raise http_error(exc) from exc
