@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 5000
+SOAK_SECONDS ?= 300
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: test lint typecheck demo bench bench-serving bench-s3
+.PHONY: test lint typecheck demo bench bench-serving bench-s3 soak soak-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +46,12 @@ bench-serving: $(BENCH_STAMP)
 # The store on a SeaweedFS bucket against raw boto3 uploads (the test extra has both).
 bench-s3: $(STAMP)
 	$(BIN)/python benchmarks/bench_s3.py $(ARGS)
+
+# gunicorn under mixed load and scheduled faults, then a check that nothing is lost
+# (benchmarks/README.md). Needs root: the store gets a tmpfs of its own to fill up.
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS) $(ARGS)
+
+# The same on a SeaweedFS bucket, whose server is killed and restarted mid-run.
+soak-s3: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --s3 --seconds $(SOAK_SECONDS) $(ARGS)
