@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterator
-from typing import IO, Any, NamedTuple
+from collections.abc import Callable, Collection
+from typing import IO, Any, Generic, NamedTuple, TypeVar, overload
 from weakref import WeakKeyDictionary
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Config, Flask, current_app, has_request_context, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from .address import HashAddress, StoredObject
-from .backends import ObjectInfo
 from .cli import hashfs_cli
 from .errors import ConfigurationError, ObjectNotFound, StorageError
 from .http_errors import handle_storage_error
@@ -36,10 +35,34 @@ from .uploads import BodyReader, filename_extension, put_upload
 
 EXTENSION_NAME = "hashfs"
 
+T = TypeVar("T")
+
 
 class _AppState(NamedTuple):
     store: HashFS
     serving: ServeOptions
+
+
+class _Forward(Generic[T]):
+    """A name of the current app's store, read through the extension.
+
+    ``read`` picks the name off a store (``lambda store: store.root``), so its type is
+    the store's own: an attribute's value, or a bound method with its signature.
+    """
+
+    def __init__(self, read: Callable[[HashFS], T]) -> None:
+        self._read = read
+
+    @overload
+    def __get__(self, extension: None, owner: type[FlaskHashFS]) -> _Forward[T]: ...
+
+    @overload
+    def __get__(self, extension: FlaskHashFS, owner: type[FlaskHashFS]) -> T: ...
+
+    def __get__(self, extension: FlaskHashFS | None, owner: type[FlaskHashFS]) -> T | _Forward[T]:
+        if extension is None:
+            return self
+        return self._read(extension.client)
 
 
 class FlaskHashFS:
@@ -50,6 +73,9 @@ class FlaskHashFS:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._state: WeakKeyDictionary[Flask, _AppState] = WeakKeyDictionary()
+        #: The app given to the constructor, or None (public in 0.3). Nothing here uses
+        #: it: every call works on ``current_app``, whichever apps ``init_app`` was given.
+        self.app = app
         if app is not None:
             self.init_app(app)
 
@@ -158,6 +184,11 @@ class FlaskHashFS:
         return self._state_for(app).store
 
     @property
+    def config(self) -> Config:
+        """The current app's config (as in 0.3)."""
+        return current_app.config
+
+    @property
     def client(self) -> HashFS:
         """The current app's :class:`HashFS` store."""
         return self.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -240,7 +271,7 @@ class FlaskHashFS:
         length = _declared_length(file)
         if length is not None:
             file = BodyReader(file, length=length)
-        return self.client.put(file, extension)
+        return self.client.put(file, extension=extension)
 
     def put_upload(
         self,
@@ -269,59 +300,39 @@ class FlaskHashFS:
             length=_declared_length(upload),
         )
 
-    def get(self, file: FileRef) -> HashAddress | None:
-        return self.client.get(file)
-
-    def info(self, file: FileRef) -> ObjectInfo | None:
-        return self.client.info(file)
-
-    def open(self, file: FileRef, mode: str = "rb") -> IO[Any]:
-        return self.client.open(file, mode)
-
-    def exists(self, file: FileRef) -> bool:
-        return self.client.exists(file)
-
     def __contains__(self, file: object) -> bool:
         return file in self.client
 
-    def delete(self, file: FileRef) -> None:
-        self.client.delete(file)
-
-    def files(self) -> Iterator[str]:
-        return self.client.files()
-
-    def folders(self) -> Iterator[str]:
-        return self.client.folders()
-
-    def count(self) -> int:
-        return self.client.count()
-
-    def size(self) -> int:
-        return self.client.size()
-
-    def corrupted(self, extensions: bool = True) -> Iterator[tuple[str, HashAddress]]:
-        return self.client.corrupted(extensions)
-
-    def repair(self, extensions: bool = True) -> list[tuple[str, HashAddress]]:
-        return self.client.repair(extensions)
-
-    def computehash(self, stream: PutInput) -> str:
-        return self.client.computehash(stream)
-
-    def idpath(self, id: str, extension: str | None = "") -> str:
-        return self.client.idpath(id, extension)
-
-    def realpath(self, file: FileRef) -> str | None:
-        return self.client.realpath(file)
-
-    def relpath(self, path: FileRef) -> str:
-        return self.client.relpath(path)
-
-    def shard(self, id: str) -> list[str]:
-        return self.client.shard(id)
-
-    def unshard(self, path: FileRef) -> str:
-        return self.client.unshard(path)
+    # The rest of the store's API, read on the current app's store. Flask-HashFS 0.3
+    # forwarded every attribute with ``__getattr__``; these are hashfs 0.7.2's public
+    # names (and ``info``), declared so that type checkers see each one's type. A call
+    # reaches the store with exactly the arguments it was given, as in 0.3.
+    root = _Forward(lambda store: store.root)
+    depth = _Forward(lambda store: store.depth)
+    width = _Forward(lambda store: store.width)
+    algorithm = _Forward(lambda store: store.algorithm)
+    fmode = _Forward(lambda store: store.fmode)
+    dmode = _Forward(lambda store: store.dmode)
+    get = _Forward(lambda store: store.get)
+    info = _Forward(lambda store: store.info)
+    open = _Forward(lambda store: store.open)
+    exists = _Forward(lambda store: store.exists)
+    delete = _Forward(lambda store: store.delete)
+    files = _Forward(lambda store: store.files)
+    folders = _Forward(lambda store: store.folders)
+    count = _Forward(lambda store: store.count)
+    size = _Forward(lambda store: store.size)
+    corrupted = _Forward(lambda store: store.corrupted)
+    repair = _Forward(lambda store: store.repair)
+    computehash = _Forward(lambda store: store.computehash)
+    idpath = _Forward(lambda store: store.idpath)
+    realpath = _Forward(lambda store: store.realpath)
+    relpath = _Forward(lambda store: store.relpath)
+    shard = _Forward(lambda store: store.shard)
+    unshard = _Forward(lambda store: store.unshard)
+    haspath = _Forward(lambda store: store.haspath)
+    makepath = _Forward(lambda store: store.makepath)
+    remove_empty = _Forward(lambda store: store.remove_empty)
 
 
 def _declared_length(file: object) -> int | None:
