@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from http.client import HTTPMessage
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import pytest
@@ -23,7 +24,7 @@ from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS, HashAddress
-from flask_hashfs.headers import CACHE_CONTROL
+from flask_hashfs.headers import CACHE_CONTROL, PRIVATE_CACHE_CONTROL
 
 from .s3_server import S3Server
 from .serving_helpers import Reply, fetch, running, serving_app
@@ -47,6 +48,7 @@ def make_app(root: Path, **config: object) -> tuple[Flask, FlaskHashFS]:
             id,
             download_name=request.args.get("name"),
             as_attachment="attachment" in request.args,
+            public="public" in request.args,
         )
 
     return app, fs
@@ -172,11 +174,6 @@ def test_if_modified_since(get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: H
     assert get(url(png), headers={"If-Modified-Since": http_date(mtime - 60)}).status == 200
 
 
-def test_if_match_other_etag_is_412(get: Fetch, png: HashAddress) -> None:
-    assert get(url(png), headers={"If-Match": '"other"'}).status == 412
-    assert get(url(png), headers={"If-Match": f'"{png.id}"'}).status == 200
-
-
 # -- ranges ------------------------------------------------------------------------------
 
 
@@ -225,6 +222,169 @@ def test_if_range(
     reply = get(url(png), headers={"Range": "bytes=0-9", "If-Range": value})
     assert reply.status == status
     assert reply.body == (PNG[:10] if status == 206 else PNG)
+
+
+def test_range_of_a_bucket_object_from_its_middle(get: Fetch, png: HashAddress) -> None:
+    reply = get(url(png), headers={"Range": "bytes=3000-3009"})
+    assert (reply.status, reply.body) == (206, PNG[3000:3010])
+
+
+# -- RFC 9110 section 13: werkzeug's conditional-request matrix, and more -------------------
+#
+# Each row: request headers ({etag}: the object's tag; {date}: its Last-Modified; {old}
+# and {later}: a minute before and after), the status, and the body: "all", "none", or
+# (start, stop) of a 206. Every row is sent as GET and HEAD, to the serving route and to
+# a view that calls fs.send(), through the real server and the test client.
+
+ALL, NONE = "all", "none"
+END = len(PNG)
+MATRIX: list[tuple[dict[str, str], int, str | tuple[int, int]]] = [
+    # If-Match: strong comparison; "*" holds for any stored object (RFC 9110 13.1.1).
+    ({"If-Match": "*"}, 200, ALL),
+    ({"If-Match": "{etag}"}, 200, ALL),
+    ({"If-Match": '"other", {etag}'}, 200, ALL),
+    ({"If-Match": '"other"'}, 412, NONE),
+    ({"If-Match": "W/{etag}"}, 412, NONE),
+    # If-Unmodified-Since, ignored with If-Match and when it is no date (13.1.4).
+    ({"If-Unmodified-Since": "{date}"}, 200, ALL),
+    ({"If-Unmodified-Since": "{later}"}, 200, ALL),
+    ({"If-Unmodified-Since": "{old}"}, 412, NONE),
+    ({"If-Unmodified-Since": "yesterday"}, 200, ALL),
+    ({"If-Match": "{etag}", "If-Unmodified-Since": "{old}"}, 200, ALL),
+    # If-None-Match: weak comparison, "*" matches (13.1.2).
+    ({"If-None-Match": "{etag}"}, 304, NONE),
+    ({"If-None-Match": "W/{etag}"}, 304, NONE),
+    ({"If-None-Match": '"other", {etag}'}, 304, NONE),
+    ({"If-None-Match": "*"}, 304, NONE),
+    ({"If-None-Match": '"other"'}, 200, ALL),
+    # If-Modified-Since, ignored with If-None-Match and when it is no date (13.1.3).
+    ({"If-Modified-Since": "{date}"}, 304, NONE),
+    ({"If-Modified-Since": "{later}"}, 304, NONE),
+    ({"If-Modified-Since": "{old}"}, 200, ALL),
+    ({"If-Modified-Since": "yesterday"}, 200, ALL),
+    ({"If-None-Match": '"other"', "If-Modified-Since": "{date}"}, 200, ALL),
+    ({"If-None-Match": "{etag}", "If-Modified-Since": "{old}"}, 304, NONE),
+    # The order of evaluation (13.2.2): 412 before 304, and both before Range.
+    ({"If-Match": '"other"', "If-None-Match": "{etag}"}, 412, NONE),
+    ({"If-Unmodified-Since": "{old}", "If-None-Match": "{etag}"}, 412, NONE),
+    ({"If-Match": "{etag}", "If-None-Match": "{etag}"}, 304, NONE),
+    ({"If-Match": '"other"', "Range": "bytes=0-9"}, 412, NONE),
+    ({"If-Unmodified-Since": "{old}", "Range": "bytes=0-9"}, 412, NONE),
+    ({"If-None-Match": "{etag}", "Range": "bytes=0-9"}, 304, NONE),
+    ({"If-Match": "*", "Range": "bytes=0-9"}, 206, (0, 10)),
+    # If-Range: strong comparison; a date must be Last-Modified exactly (13.1.5).
+    ({"Range": "bytes=0-9", "If-Range": "{etag}"}, 206, (0, 10)),
+    ({"Range": "bytes=0-9", "If-Range": "W/{etag}"}, 200, ALL),
+    ({"Range": "bytes=0-9", "If-Range": '"stale"'}, 200, ALL),
+    ({"Range": "bytes=0-9", "If-Range": "{date}"}, 206, (0, 10)),
+    ({"Range": "bytes=0-9", "If-Range": "{old}"}, 200, ALL),
+    ({"Range": "bytes=0-9", "If-Range": "{later}"}, 200, ALL),
+    ({"Range": "bytes=0-9", "If-Range": "yesterday"}, 200, ALL),
+    ({"If-Range": "{etag}"}, 200, ALL),
+    # Range (14.2): satisfiable byte ranges are served; only unsatisfiable ones are 416.
+    ({"Range": "bytes=0-0"}, 206, (0, 1)),
+    ({"Range": "bytes=10-"}, 206, (10, END)),
+    ({"Range": f"bytes={END - 1}-"}, 206, (END - 1, END)),
+    ({"Range": f"bytes=100-{END * 2}"}, 206, (100, END)),
+    ({"Range": f"bytes=-{END * 2}"}, 206, (0, END)),
+    ({"Range": "bytes=-1"}, 206, (END - 1, END)),
+    ({"Range": "items=0-9"}, 200, ALL),
+    ({"Range": "bytes=9-5"}, 200, ALL),
+    ({"Range": "bytes=abc"}, 200, ALL),
+    ({"Range": "bytes=-"}, 200, ALL),
+    ({"Range": "0-9"}, 200, ALL),
+    ({"Range": "bytes=0-9,20-29"}, 200, ALL),
+    ({"Range": "bytes=20-29,0-9"}, 200, ALL),
+    ({"Range": f"bytes=0-9,{END}-"}, 200, ALL),
+    ({"Range": f"bytes={END}-"}, 416, NONE),
+    ({"Range": f"bytes={END}-{END + 10}"}, 416, NONE),
+    ({"Range": f"bytes={END}-{END + 10},{END + 20}-"}, 416, NONE),
+]
+
+
+@pytest.fixture(params=["route", "send"])
+def target(request: pytest.FixtureRequest, png: HashAddress) -> str:
+    """The serving route (public) or a view that calls fs.send() (private)."""
+    return url(png) if request.param == "route" else f"/download/{png.id}"
+
+
+@pytest.mark.parametrize("app_fs", ["folder"], indirect=True)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_conditional_request_matrix(
+    get: Fetch, app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, target: str, method: str
+) -> None:
+    mtime = stored_mtime(app_fs, png)
+    values = {
+        "etag": f'"{png.id}"',
+        "date": http_date(mtime),
+        "old": http_date(mtime - 60),
+        "later": http_date(mtime + 60),
+    }
+    for headers, status, body in MATRIX:
+        sent = {k: v.format(**values) for k, v in headers.items()}
+        reply = get(target, method, sent)
+        assert_answer(reply, status, body, method, values["etag"], row=sent)
+
+
+def assert_answer(
+    reply: Reply, status: int, body: str | tuple[int, int], method: str, etag: str, row: object
+) -> None:
+    assert reply.status == status, row
+    if status in (304, 412):
+        assert reply.body == b"", row
+        assert reply.headers["ETag"] == etag, row
+        for name in ("Content-Type", "Content-Disposition", "Last-Modified", "Content-Range"):
+            assert name not in reply.headers, row
+        assert reply.headers.get("Content-Length", "0") == "0", row
+        return
+    if status == 416:
+        assert reply.body == b"", row
+        assert reply.headers["Content-Range"] == f"bytes */{END}", row
+        return
+    expected = PNG if isinstance(body, str) else PNG[body[0] : body[1]]
+    assert reply.body == (b"" if method == "HEAD" else expected), row
+    assert reply.headers["Content-Length"] == str(len(expected)), row
+    assert reply.headers["ETag"] == etag, row
+    if isinstance(body, tuple):
+        assert reply.headers["Content-Range"] == f"bytes {body[0]}-{body[1] - 1}/{END}", row
+    else:
+        assert "Content-Range" not in reply.headers, row
+
+
+def test_empty_object_ignores_ranges(get: Fetch, app_fs: tuple[Flask, FlaskHashFS]) -> None:
+    """No byte range of an empty object can be written down (werkzeug's choice, kept)."""
+    empty = put(app_fs, b"", ".txt")
+    for header in ("bytes=0-", "bytes=-5", "bytes=0-0"):
+        reply = get(url(empty), headers={"Range": header})
+        assert (reply.status, reply.body) == (200, b""), header
+
+
+# -- private and public ------------------------------------------------------------------
+
+
+def test_send_is_private_by_default(get: Fetch, png: HashAddress) -> None:
+    reply = get(f"/download/{png.id}")
+    assert reply.status == 200
+    assert reply.headers["Cache-Control"] == PRIVATE_CACHE_CONTROL == "private, no-cache"
+    assert reply.headers["ETag"] == f'"{png.id}"'
+    revalidated = get(f"/download/{png.id}", headers={"If-None-Match": f'"{png.id}"'})
+    assert revalidated.status == 304
+    assert revalidated.headers["Cache-Control"] == PRIVATE_CACHE_CONTROL
+
+
+def test_send_public_opts_in_to_shared_caching(get: Fetch, png: HashAddress) -> None:
+    reply = get(f"/download/{png.id}?public=1")
+    assert reply.headers["Cache-Control"] == CACHE_CONTROL
+    revalidated = get(f"/download/{png.id}?public=1", headers={"If-None-Match": f'"{png.id}"'})
+    assert revalidated.headers["Cache-Control"] == CACHE_CONTROL
+
+
+def test_send_is_private_with_a_hand_off(tmp_path: Path) -> None:
+    app_fs = make_app(tmp_path, HASHFS_X_ACCEL_REDIRECT="/_hashfs/")
+    png = put(app_fs, PNG, ".png")
+    reply = client_fetch(app_fs[0])(f"/download/{png.id}")
+    assert reply.headers["X-Accel-Redirect"] == "/_hashfs/" + png.relpath
+    assert reply.headers["Cache-Control"] == PRIVATE_CACHE_CONTROL
 
 
 # -- types and disposition ---------------------------------------------------------------
@@ -308,7 +468,6 @@ def test_send_attachment_names(get: Fetch, png: HashAddress, name: str, disposit
     assert reply.status == 200
     assert reply.body == PNG
     assert reply.headers["Content-Disposition"] == disposition
-    assert reply.headers["Cache-Control"] == CACHE_CONTROL
     assert "Set-Cookie" not in reply.headers
 
 
@@ -470,7 +629,7 @@ def test_serving_is_off_by_default(tmp_path: Path) -> None:
 # -- work per request --------------------------------------------------------------------
 
 
-def test_304_and_head_never_open_the_file(
+def test_304_412_416_and_head_never_open_the_file(
     app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, fs = app_fs
@@ -486,9 +645,55 @@ def test_304_and_head_never_open_the_file(
     get = client_fetch(app)
     assert get(url(png), headers={"If-None-Match": f'"{png.id}"'}).status == 304
     assert get(url(png), method="HEAD").status == 200
+    assert get(url(png), headers={"If-Match": '"other"', "Range": "bytes=0-9"}).status == 412
+    assert get(url(png), headers={"Range": f"bytes={len(PNG)}-"}).status == 416
+    assert get(url(png), method="HEAD", headers={"Range": "bytes=0-9"}).status == 206
     assert opened == []
     assert get(url(png)).body == PNG
     assert opened == [png.relpath]
+
+
+class ServerFileWrapper:
+    """A WSGI server's wsgi.file_wrapper (gunicorn's, say): iterable, and not seekable."""
+
+    def __init__(self, file: IO[bytes], block_size: int = 8192) -> None:
+        self.file, self.block_size = file, block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.file.read(self.block_size), b"")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("app_fs", ["folder"], indirect=True)
+def test_a_range_seeks_to_its_start_whatever_the_servers_file_wrapper(
+    app_fs: tuple[Flask, FlaskHashFS], png: HashAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, fs = app_fs
+    backend = fs.store_for(app).backend
+    read: list[int] = []
+    real_open = backend.open
+
+    def counting_open(key: str) -> IO[bytes]:
+        file = real_open(key)
+        real_read = file.read
+
+        def counting_read(size: int = -1) -> bytes:
+            data = real_read(size)
+            read.append(len(data))
+            return data
+
+        file.read = counting_read  # type: ignore[method-assign]
+        return file
+
+    monkeypatch.setattr(backend, "open", counting_open)
+    environ = {"wsgi.file_wrapper": ServerFileWrapper}
+    with app.test_client().get(
+        url(png), headers={"Range": "bytes=4000-4009"}, environ_base=environ
+    ) as reply:
+        assert (reply.status_code, reply.get_data()) == (206, PNG[4000:4010])
+    assert sum(read) <= len(PNG) - 4000  # nothing before the range was read
 
 
 def test_the_extension_does_not_keep_apps_alive(tmp_path: Path) -> None:

@@ -32,7 +32,16 @@ REQUESTS = [
     ("GET", {"Range": "bytes=0-9", "If-Range": '"other"'}),
     ("GET", {"Range": f"bytes={len(DATA)}-"}),
     ("GET", {"If-Match": '"other"'}),
+    ("HEAD", {"If-Match": '"other"'}),
+    ("GET", {"If-Match": "*"}),
     ("GET", {"If-Match": "{etag}", "If-None-Match": "{etag}"}),
+    ("GET", {"If-Unmodified-Since": "{earlier}"}),
+    ("GET", {"If-Match": '"other"', "Range": "bytes=0-9"}),
+    ("GET", {"Range": "bytes=0-9", "If-Range": "W/{etag}"}),
+    ("HEAD", {"Range": "bytes=0-9"}),
+    ("GET", {"Range": "items=0-9"}),
+    ("GET", {"Range": "bytes=0-9,20-29"}),
+    ("GET", {"Range": f"bytes=-{len(DATA) * 2}"}),
 ]
 
 
@@ -52,7 +61,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int
 
     @app.get("/view/<id>")
     def view(id: str) -> Response:
-        return fs.send(id)
+        return fs.send(id, public=True)
 
     with app.app_context():
         address = fs.put(io.BytesIO(DATA), extension=".png")
@@ -70,8 +79,10 @@ def test_served_route_answers_as_a_view_does(
     served: tuple[int, HashAddress], method: str, headers: dict[str, str]
 ) -> None:
     port, address = served
-    later = http_date(Path(address.abspath).stat().st_mtime + 60)
-    sent = {k: v.format(etag=f'"{address.id}"', later=later) for k, v in headers.items()}
+    mtime = Path(address.abspath).stat().st_mtime
+    later, earlier = http_date(mtime + 60), http_date(mtime - 60)
+    etag = f'"{address.id}"'
+    sent = {k: v.format(etag=etag, later=later, earlier=earlier) for k, v in headers.items()}
     route = fetch(port, "/uploads/" + address.relpath, method, sent)
     view = fetch(port, f"/view/{address.id}", method, sent)
     assert _comparable(route) == _comparable(view)

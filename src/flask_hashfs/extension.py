@@ -217,18 +217,30 @@ class FlaskHashFS:
     # -- serving ---------------------------------------------------------------------------
 
     def send(
-        self, file: FileRef, *, download_name: str | None = None, as_attachment: bool = False
+        self,
+        file: FileRef,
+        *,
+        download_name: str | None = None,
+        as_attachment: bool = False,
+        public: bool = False,
     ) -> Response:
         """A response serving a stored object, for a view of your own (to check access
         first, or to give the download the user's original file name).
 
-        It has every header ``HASHFS_SERVE`` sends, and honours the hand-off config.
-        Active content is always an attachment.
+        It has every header ``HASHFS_SERVE`` sends but one: it is private by default
+        (``Cache-Control: private, no-cache``), so that no shared cache or CDN keeps a
+        copy and the browser asks the view again before each use (a 304 when its copy is
+        current). It honours the hand-off config. Active content is always an attachment.
 
         :param file: an id, relpath or absolute path, as for :meth:`get`.
         :param download_name: the name a browser saves the file under (any Unicode).
         :param as_attachment: download even a type the browser could show inline.
+        :param public: for objects anyone may see: shared caches may keep it for a year,
+            as ``immutable``, as they do what ``HASHFS_SERVE`` serves.
         :raises werkzeug.exceptions.NotFound: nothing is stored under ``file``.
+
+        .. versionchanged:: 1.1
+            Private unless ``public=True``; 1.0 sent every object as public.
         """
         store, serving = self._state_for(current_app._get_current_object())  # type: ignore[attr-defined]
         info = store.info(file)
@@ -243,6 +255,7 @@ class FlaskHashFS:
                 serving,
                 download_name=download_name,
                 as_attachment=as_attachment,
+                public=public,
             )
         except ObjectNotFound:  # deleted since stat
             raise NotFound() from None

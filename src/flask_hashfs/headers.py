@@ -14,6 +14,9 @@ from functools import lru_cache
 
 #: Content can never change under its URL, so caches may keep it for a year unchecked.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+#: For objects a view sends after checking access: only the browser may keep a copy,
+#: and it asks again before each use, so that the view checks again (a 304 if allowed).
+PRIVATE_CACHE_CONTROL = "private, no-cache"
 
 OCTET_STREAM = "application/octet-stream"
 

@@ -1,13 +1,15 @@
 """HTTP responses for stored objects: the decisions, kept apart from Flask.
 
 :func:`respond` is a function of (the stored object, the request's WSGI environ, the
-serving options) that returns a werkzeug :class:`~werkzeug.wrappers.Response`. werkzeug
-does the HTTP parsing and semantics (conditional requests, ranges, HEAD); this module
-only decides the headers. It never parses keys or touches the disk layout: the caller
-asks the store for a :class:`StoredObject` and passes a way to open its body.
+serving options) that returns a werkzeug :class:`~werkzeug.wrappers.Response`.
+:mod:`.conditional` decides preconditions and ranges; werkzeug parses the headers and
+cuts a range out of the body; this module decides the headers. It never parses keys or
+touches the disk layout: the caller asks the store for a :class:`StoredObject` and
+passes a way to open its body.
 
 Because an object's URL names its content hash, the response never changes: every
-answer carries a strong ETag (the hash) and may be cached for a year as ``immutable``.
+answer carries a strong ETag (the hash) and may be cached for a year as ``immutable``,
+unless a view sends it as private (``FlaskHashFS.send``).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
-from werkzeug.http import http_date, is_resource_modified
+from werkzeug.http import http_date
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
+from werkzeug.wsgi import FileWrapper, wrap_file
 
 from .address import StoredObject
+from .conditional import NOT_MODIFIED, precondition_status, requested_range
 from .errors import ObjectNotFound, StorageError
-from .headers import CACHE_CONTROL, is_active, media_type
+from .headers import CACHE_CONTROL, PRIVATE_CACHE_CONTROL, is_active, media_type
 from .http_errors import http_error
 from .store import HashFS
 
@@ -138,34 +141,36 @@ def respond(
     sendfile_path: str | None = None,
     download_name: str | None = None,
     as_attachment: bool = False,
+    public: bool = True,
 ) -> Response:
     """The response to a GET or HEAD of ``obj``.
 
-    A matching ``If-None-Match`` (or ``If-Modified-Since``) is answered 304 before the
-    body is opened; HEAD never opens it either. Ranges, ``If-Range`` and 416 are
-    werkzeug's. With a hand-off configured the body is left to the front server, which
-    also answers ranges from the file itself.
+    Preconditions come first (:mod:`.conditional`): a failed ``If-Match`` or
+    ``If-Unmodified-Since`` is a 412 and a matching ``If-None-Match`` or
+    ``If-Modified-Since`` a 304, both before the body is opened; HEAD never opens it
+    either. Then one byte range may be sent as a 206. With a hand-off configured the
+    body is left to the front server, which also answers ranges from the file itself.
 
     :param open_body: opens the object's bytes; called only when a body is sent.
     :param sendfile_path: the file's absolute path, for ``X-Sendfile``.
     :param download_name: the name a browser saves the file under.
     :param as_attachment: download even a type that could be shown inline.
+    :param public: shared caches may keep the object for a year (the URL names its
+        content); otherwise only the browser may keep it, and it asks again each time.
     """
     etag = f'"{obj.id}"'
-    last_modified = _http_date(int(obj.mtime))
-    if _not_modified(environ, etag, last_modified):
-        # RFC 9110 15.4.5: a 304 repeats what guides caches, not the representation's
-        # headers (werkzeug would strip those, but ObjectServer skips werkzeug's pass).
-        not_modified = Response(status=304, headers=_revalidated_headers(etag))
-        del not_modified.headers["Content-Type"]  # werkzeug's default text/plain
-        return not_modified
+    mtime = int(obj.mtime)
+    cache_control = CACHE_CONTROL if public else PRIVATE_CACHE_CONTROL
+    status = precondition_status(environ, obj.id, mtime)
+    if status is not None:
+        return _bodiless(status, etag, cache_control)
     content_type, inline = _type_headers(obj.extension, options.inline_types)
     headers = {
         "Content-Type": content_type,
         "ETag": etag,
-        "Cache-Control": CACHE_CONTROL,
+        "Cache-Control": cache_control,
         "X-Content-Type-Options": "nosniff",
-        "Last-Modified": last_modified,
+        "Last-Modified": _http_date(mtime),
     }
     if inline and not as_attachment:
         if download_name:
@@ -189,19 +194,30 @@ def respond(
 
     headers["Accept-Ranges"] = "bytes"
     headers["Content-Length"] = str(obj.size)
+    span = None
+    if "HTTP_RANGE" in environ:
+        try:
+            span = requested_range(environ, obj.id, mtime, obj.size)
+        except RequestedRangeNotSatisfiable:
+            headers["Content-Range"] = f"bytes */{obj.size}"
+            headers["Content-Length"] = "0"
+            return Response(status=416, headers=headers)
     # Headers first: anything that can fail does so before a file is open.
     response = Response((), headers=headers, direct_passthrough=True)
-    if environ.get("REQUEST_METHOD") != "HEAD":
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        pass
+    elif span is None:
         response.response = wrap_file(environ, open_body())
-    if "HTTP_RANGE" not in environ and "HTTP_IF_MATCH" not in environ:
+    else:
+        # werkzeug's own FileWrapper, not the server's, so that the range is cut by
+        # seeking instead of reading up to its start.
+        response.response = FileWrapper(open_body())
+    if span is None:
         return response
-    try:
-        return response.make_conditional(environ, accept_ranges=True, complete_length=obj.size)
-    except RequestedRangeNotSatisfiable:
-        response.close()
-        headers["Content-Range"] = f"bytes */{obj.size}"
-        headers["Content-Length"] = "0"
-        return Response(status=416, headers=headers)
+    # werkzeug cuts the body to the range and sets Content-Range and Content-Length.
+    start, stop = span
+    only_the_range = {"REQUEST_METHOD": "GET", "HTTP_RANGE": f"bytes={start}-{stop - 1}"}
+    return response.make_conditional(only_the_range, accept_ranges=True, complete_length=obj.size)
 
 
 @lru_cache(maxsize=1024)
@@ -210,19 +226,21 @@ def _http_date(timestamp: int) -> str:
     return http_date(timestamp)
 
 
-def _revalidated_headers(etag: str) -> dict[str, str]:
-    return {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-
-
-def _not_modified(environ: WSGIEnvironment, etag: str, last_modified: str) -> bool:
-    """Whether the client's copy is current (304). A browser revalidating sends back
-    exactly our one ETag: that common case skips parsing; werkzeug decides the rest."""
-    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if if_none_match == etag and "HTTP_IF_MATCH" not in environ:
-        return True
-    if if_none_match is None and "HTTP_IF_MODIFIED_SINCE" not in environ:
-        return False
-    return not is_resource_modified(environ, etag, last_modified=last_modified)
+def _bodiless(status: int, etag: str, cache_control: str) -> Response:
+    """A 304 repeats what guides caches, not the representation's headers (RFC 9110
+    15.4.5; werkzeug would strip those, but ObjectServer skips werkzeug's pass). A 412
+    says nothing about the object but its tag."""
+    if status == NOT_MODIFIED:
+        headers = {
+            "ETag": etag,
+            "Cache-Control": cache_control,
+            "X-Content-Type-Options": "nosniff",
+        }
+    else:
+        headers = {"ETag": etag, "Content-Length": "0"}
+    response = Response(status=status, headers=headers)
+    del response.headers["Content-Type"]  # werkzeug's default text/plain
+    return response
 
 
 def store_response(
@@ -233,6 +251,7 @@ def store_response(
     *,
     download_name: str | None = None,
     as_attachment: bool = False,
+    public: bool = True,
 ) -> Response:
     """:func:`respond` for an object of ``store``, which opens its body and names its file."""
     return respond(
@@ -243,6 +262,7 @@ def store_response(
         sendfile_path=store.backend.abspath(obj.key) if options.x_sendfile else None,
         download_name=download_name,
         as_attachment=as_attachment,
+        public=public,
     )
 
 
@@ -306,9 +326,9 @@ class ObjectServer:
             return None
         if response.direct_passthrough and response.status_code != 200:
             return response(environ, start_response)
-        # A 200 with its file, or a header-only 304, hand-off or 416, is complete as
+        # A 200 with its file, or a header-only 304, 412, hand-off or 416, is complete as
         # respond() built it: sending it straight skips werkzeug's copy and re-check of
-        # every header, about half the time of a 304. What make_conditional made (206,
-        # its own 304 or 412) still goes through it.
+        # every header, about half the time of a 304. A 206, cut by werkzeug's
+        # make_conditional, still goes through it.
         start_response(response.status, response.headers.to_wsgi_list())
         return response.response  # type: ignore[return-value]
