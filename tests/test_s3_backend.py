@@ -58,11 +58,11 @@ def requests(store: HashFS) -> Requests:
     return Requests(store)
 
 
-def test_small_put_is_one_listing_plus_the_upload(store: HashFS, requests: Requests) -> None:
+def test_small_put_is_a_claim_a_listing_and_the_upload(store: HashFS, requests: Requests) -> None:
     address = store.put(io.BytesIO(b"avatar"), ".png")
-    assert requests.take() == ["ListObjectsV2", "PutObject"]
+    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject"]
     assert store.put(io.BytesIO(b"avatar")).is_duplicate
-    assert requests.take() == ["ListObjectsV2"]
+    assert requests.take() == ["PutObject", "ListObjectsV2"]  # the claim, then the lookup
     assert store.exists(address.id)
     assert store.get(address.id) == address
     assert requests.take() == ["ListObjectsV2", "ListObjectsV2"]
@@ -83,7 +83,7 @@ def test_put_up_to_the_threshold_is_one_request_from_the_spool(
     data = blob(LARGE)
     assert s3.PART_SIZE < len(data) <= s3.MULTIPART_THRESHOLD
     address = store.put(io.BytesIO(data))
-    assert requests.take() == ["ListObjectsV2", "PutObject"]
+    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject"]
     with store.open(address.id) as stream:
         assert stream.read() == data
 
@@ -96,10 +96,10 @@ def test_large_put_is_multipart_and_its_duplicate_uploads_nothing(
     store.put(io.BytesIO(data))
     sent = requests.take()
     parts = -(-len(data) // s3.PART_SIZE)
-    assert sent[:2] == ["ListObjectsV2", "CreateMultipartUpload"]
-    assert sent[2:] == ["UploadPart"] * parts + ["CompleteMultipartUpload"]
+    assert sent[:3] == ["PutObject", "ListObjectsV2", "CreateMultipartUpload"]
+    assert sent[3:] == ["UploadPart"] * parts + ["CompleteMultipartUpload"]
     assert store.put(io.BytesIO(data)).is_duplicate
-    assert requests.take() == ["ListObjectsV2"]
+    assert requests.take() == ["PutObject", "ListObjectsV2"]
 
 
 @pytest.mark.usefixtures("multipart_from_8_mib")
@@ -171,7 +171,7 @@ def test_unreachable_server_is_retried_a_bounded_number_of_times(s3_server: S3Se
     requests = Requests(store)
     with pytest.raises(StorageUnavailable, match=f"s3://{BUCKET}/"):
         store.put(io.BytesIO(b"x"))
-    assert requests.take() == ["ListObjectsV2"] * 3
+    assert requests.take() == ["PutObject"] * 3  # the claim, the put's first request
 
 
 def test_credentials_and_endpoint_from_the_environment(

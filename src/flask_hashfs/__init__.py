@@ -18,6 +18,7 @@ from .errors import (
 from .extension import FlaskHashFS
 from .http_errors import InsufficientStorage, handle_storage_error, http_error
 from .store import HashFS
+from .sweep import SweepReport
 
 __version__ = "1.0.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "StoredObject",
+    "SweepReport",
     "UnreadableInput",
     "__version__",
     "handle_storage_error",

@@ -7,20 +7,27 @@ globbed, and a put is one pass that publishes atomically (see ``backends.local``
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
 from itertools import chain
 from typing import IO, Any
 
 from .address import HashAddress, StoredObject
 from .backends import Backend, ObjectInfo, Writer, open_backend
-from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot
+from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot, StorageError
 from .hashing import BackgroundHasher
 from .layout import Layout, is_extension, normalize_extension
 from .streams import ByteChunks, PutInput
+from .sweep import LiveIds, SweepReport, grace_seconds
 
 FileRef = str | os.PathLike[str]
+#: Rounds of publish-or-claim a put makes before it gives up (each lost round means a
+#: concurrent delete or sweep removed the object between two of the put's own steps).
+_SETTLE_ROUNDS = 16
 
 
 class HashFS:
@@ -81,11 +88,17 @@ class HashFS:
 
         Content that is already stored is not written again: the address of the stored
         object is returned with ``is_duplicate=True``, whatever extension it was stored
-        with.
+        with. Such a put *claims* the object: it renews its claim time, so that no
+        :meth:`sweep` that starts within its grace period of this put removes it, and it
+        checks that the object is really there, storing it again if it is not. A put never
+        returns the address of an object that is gone.
 
         :raises InvalidExtension: before anything is read.
         :raises UnreadableInput: ``file`` is neither an existing file nor readable.
         :raises StorageError: writing, fsync or publication failed; nothing was stored.
+
+        .. versionchanged:: 1.1
+            A duplicate put claims the object, and stores it again if it is gone.
         """
         ext = normalize_extension(extension)
         with ByteChunks(file) as chunks:
@@ -100,10 +113,9 @@ class HashFS:
                         writer.write(chunk)
                     id = hasher.hexdigest()
                 stem = self._layout.digest_stem(id)
-                existing = self._find_stem(stem)
-                if existing is not None:
-                    return self._duplicate(id, existing)
-                return self._publish(writer, id, stem + ext)
+                # The writer's copy is kept until the claim is settled: it is what the put
+                # stores if the object it found is gone.
+                return self._claim(id, stem) or self._publish(writer, id, stem, ext)
 
     def _put_small(self, data: bytes, ext: str) -> HashAddress:
         """One chunk: hash it first, so that a duplicate is never written at all."""
@@ -111,21 +123,38 @@ class HashFS:
         hasher.update(data)
         id = hasher.hexdigest()
         stem = self._layout.digest_stem(id)
-        existing = self._find_stem(stem)
-        if existing is not None:
-            return self._duplicate(id, existing)
+        claimed = self._claim(id, stem)
+        if claimed is not None:
+            return claimed
         with self.backend.writer() as writer:
             writer.write(data)
-            return self._publish(writer, id, stem + ext)
+            return self._publish(writer, id, stem, ext)
 
-    def _publish(self, writer: Writer, id: str, key: str) -> HashAddress:
-        if writer.publish(key):
-            return HashAddress(id, key, self.backend.abspath(key), False)
-        # Another writer won the race, perhaps with another extension.
-        return self._duplicate(id, self._find(id) or key)
+    def _claim(self, id: str, stem: str) -> HashAddress | None:
+        """The duplicate's address if ``id`` is stored and this put's claim on it held;
+        None if the put must publish its own copy."""
+        self.backend.record_claim(id)
+        existing = self._find_stem(stem)
+        if existing is None or not self.backend.freshen(existing):
+            return None
+        return HashAddress(id, existing, self.backend.abspath(existing), True)
 
-    def _duplicate(self, id: str, key: str) -> HashAddress:
-        return HashAddress(id, key, self.backend.abspath(key), True)
+    def _publish(self, writer: Writer, id: str, stem: str, ext: str) -> HashAddress:
+        """Publish the writer's copy, or claim the object a racing put published first.
+        Each round either ends the put or saw a sweep or delete remove the object between
+        two of its steps, so a few rounds always settle it."""
+        key = stem + ext
+        for _ in range(_SETTLE_ROUNDS):
+            if writer.publish(key):
+                return HashAddress(id, key, self.backend.abspath(key), False)
+            existing = self._find_stem(stem)
+            if existing is not None and self.backend.freshen(existing):
+                return HashAddress(id, existing, self.backend.abspath(existing), True)
+        raise StorageError(
+            errno.EAGAIN,
+            f"could not store {id}: its object kept appearing and vanishing",
+            self.backend.abspath(key),
+        )
 
     # -- finding -------------------------------------------------------------------------
 
@@ -289,6 +318,63 @@ class HashFS:
             if folder != previous:
                 previous = folder
                 yield self.backend.abspath(folder) if folder else self.root
+
+    def ids(self) -> Iterator[str]:
+        """The id of every stored object, in no particular order (an id stored under two
+        extensions, as hashfs 0.7 could, comes twice). Files that are not objects (the
+        store's own bookkeeping, files dropped in by hand) are not listed.
+
+        .. versionadded:: 1.1
+        """
+        parse = self._layout.parse
+        for key in self.backend.all_keys():
+            parsed = parse(key)
+            if parsed is not None:
+                yield parsed[0]
+
+    def sweep(
+        self,
+        live: Iterable[str],
+        *,
+        grace: float | timedelta,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
+        """Remove every object whose id is not in ``live`` and that was neither stored nor
+        claimed (put again) within the last ``grace`` seconds.
+
+        An object that a put returned, new or duplicate, survives every sweep that starts
+        within ``grace`` of that put, whatever runs concurrently: so an app that commits
+        each row within ``grace`` of the put that produced its id never sees a row point
+        at nothing. See ``docs/lifecycle.md``.
+
+        :param live: every id the app still references, in any order, duplicates allowed;
+            read once, before anything is removed, into about 32 bytes per id (a sha256
+            id; 64 for sha512): a million ids take some 35 MB. ``None`` items are
+            skipped.
+        :param grace: seconds, or a :class:`~datetime.timedelta`.
+        :param dry_run: remove nothing; report what a sweep would have removed.
+        :param progress: called with the number of objects examined since its last call.
+        :raises InvalidId: an item of ``live`` is not an id of this store; nothing was
+            removed. (A typo such as relpaths instead of ids would otherwise make every
+            object unreferenced.)
+        :raises StorageError: the storage failed; what was removed so far stays removed,
+            and nothing is left half-removed.
+
+        .. versionadded:: 1.1
+        """
+        seconds = grace_seconds(grace)
+        # The cutoff is taken before ``live`` is read: a row that commits after the read
+        # belongs to a put less than ``grace`` before it, whose object is therefore recent.
+        cutoff = time.time() - seconds
+        live_ids = LiveIds(live, self._layout.check_id)
+        parse = self._layout.parse
+
+        def judge(key: str) -> tuple[str, bool] | None:
+            parsed = parse(key)
+            return None if parsed is None else (parsed[0], parsed[0] in live_ids)
+
+        return self.backend.sweep(judge, cutoff, dry_run=dry_run, progress=progress)
 
     def count(self) -> int:
         return self.backend.count()

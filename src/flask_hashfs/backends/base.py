@@ -8,14 +8,30 @@ overwrites: that is what makes a content-addressed store safe under concurrency.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, NamedTuple
+
+from ..sweep import Judge, SweepReport
 
 #: Top-level names that start with this are the store's own, never objects: temp files
 #: (``.hashfs-tmp-*``) and the bookkeeping folder or key prefix ``.hashfs/`` (quarantine,
 #: claims, objects set aside by a sweep). No key can start with it, because keys start
 #: with hex; listings, counts and sizes skip it.
 RESERVED_PREFIX = ".hashfs"
+#: Where a sweep sets an object aside before it decides, in one step that no claim can
+#: slip past, whether to remove it (see each backend's ``sweep``).
+ASIDE_PREFIX = RESERVED_PREFIX + "/aside/"
+
+
+def aside_name(key: str, token: str) -> str:
+    """The flat name an object at ``key`` takes while set aside: its key with ``,`` for
+    ``/`` (no key holds a comma), and a token of the sweep's own."""
+    return key.replace("/", ",") + "," + token
+
+
+def key_set_aside(name: str) -> str:
+    """The key an object set aside as ``name`` came from."""
+    return name.rpartition(",")[0].replace(",", "/")
 
 
 class ObjectInfo(NamedTuple):
@@ -81,6 +97,31 @@ class Backend(ABC):
 
     @abstractmethod
     def info(self, key: str) -> ObjectInfo | None: ...
+
+    @abstractmethod
+    def record_claim(self, id: str) -> None:
+        """Called by every put once its id is known, before it looks the id up: where a
+        claim cannot be a property of the object itself (a bucket), it is recorded here.
+        """
+
+    @abstractmethod
+    def freshen(self, key: str) -> bool:
+        """Renew the claim time of the object at ``key``, which a put found and is about
+        to return as a duplicate; False if it is gone (the put then stores it again)."""
+
+    @abstractmethod
+    def sweep(
+        self,
+        judge: Judge,
+        cutoff: float,
+        *,
+        dry_run: bool,
+        progress: Callable[[int], None] | None,
+    ) -> SweepReport:
+        """Remove every object that ``judge`` says is not live and whose claim time is
+        before ``cutoff`` (a Unix time), each in one step that a concurrent claim cannot
+        slip past. ``progress`` gets the number of objects examined since its last call.
+        """
 
     @abstractmethod
     def open(self, key: str) -> IO[bytes]:

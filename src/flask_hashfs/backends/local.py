@@ -10,26 +10,58 @@ instant leaves nothing behind, and there is no name to pick, lock or unlink. Whe
 file system cannot do that, the temp file is named ``.hashfs-tmp-<random>`` and holds an
 ``flock`` for as long as its writer lives, so that a sweep can tell a crashed writer's
 leftover from a live put.
+
+Claims and sweeps. A put that finds its content stored *claims* the object: one
+``utime`` sets its modification time to now, as git freshens an object it would have
+written. The utime fails if the file is gone, and the put then publishes its own copy,
+through the same shard-folder lock as any put, so there is still one object per id.
+
+A sweep removes an object in three steps: ``rename`` it into ``.hashfs/aside/`` (same
+file system, so the inode and its mtime move with it), ``stat`` it there, and unlink it
+only if its inode and mtime are those the sweep judged old; otherwise a claim landed (or
+a new put replaced the file), and it is linked back through publication. Why no claim
+is lost: a claim is a utime *at the object's address*. One that happens before the
+rename changes the mtime that the stat after the rename reads, so the object goes back;
+one that happens after the rename finds no file, so its put stores the bytes again.
+There is no instant at which a claim can succeed and then be unlinked. A claim costs the
+hot dedupe path one syscall, and no lock.
+
+Sweeps take turns under an ``flock`` on ``.hashfs/aside``, and a sweep that holds it
+first links back every file it finds there: those are what a sweep killed between its
+rename and its decision left behind. Until then such an object is missing from its
+address (a put of the same bytes stores it again), but its bytes are never lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from ..errors import OutsideRoot, StorageError, storage_error
-from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
+from ..sweep import Judge, SweepReport, Tally
+from .base import (
+    ASIDE_PREFIX,
+    RESERVED_PREFIX,
+    Backend,
+    ObjectInfo,
+    Writer,
+    aside_name,
+    key_set_aside,
+)
 from .walk import Measure, total
 
 #: Every temp file's name starts with this; no key can, because keys start with hex.
 TEMP_PREFIX = RESERVED_PREFIX + "-tmp-"
 _OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: A sweep walks and sets aside through folder descriptors that never follow a symlink.
+_OPEN_OWN_FOLDER = _OPEN_FOLDER | os.O_NOFOLLOW
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: A file with no name is given one by linking its /proc/self/fd entry (linkat with
 #: AT_SYMLINK_FOLLOW), which needs no privilege, unlike linkat(fd, "", AT_EMPTY_PATH).
@@ -191,6 +223,71 @@ class LocalBackend(Backend):
         if not stat.S_ISREG(st.st_mode) or not self._folders_are_real(key):
             return None
         return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def record_claim(self, id: str) -> None:
+        """The object's own mtime is its claim (see :meth:`freshen`): nothing to record."""
+
+    def freshen(self, key: str) -> bool:
+        """One utime of the object itself: the claim that a sweep's rename-and-check
+        cannot miss (see the module docstring)."""
+        path = self.abspath(key)
+        try:
+            os.utime(path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise _storage_error(exc, "renew the claim on", path) from None
+        return True
+
+    def sweep(
+        self,
+        judge: Judge,
+        cutoff: float,
+        *,
+        dry_run: bool,
+        progress: Callable[[int], None] | None,
+    ) -> SweepReport:
+        tally = Tally(dry_run)
+        try:
+            root = os.open(self.location, _OPEN_OWN_FOLDER)
+        except FileNotFoundError:
+            return tally.report()  # nothing was ever stored
+        except OSError as exc:
+            raise _storage_error(exc, "open the root", self.location) from None
+        try:
+            if dry_run:
+                _Sweep(self, judge, cutoff, tally, progress, -1).folder(root, "")
+                return tally.report()
+            aside = self._open_aside(root)
+            try:
+                fcntl.flock(aside, fcntl.LOCK_EX)  # one sweep at a time per root
+                sweep = _Sweep(self, judge, cutoff, tally, progress, aside)
+                sweep.restore_leftovers()
+                sweep.folder(root, "")
+            finally:
+                os.close(aside)
+        finally:
+            os.close(root)
+        return tally.report()
+
+    def _open_aside(self, root: int) -> int:
+        """The ``.hashfs/aside`` folder, made if missing, opened without following a
+        symlink at either level."""
+        fd = root
+        try:
+            for name in ASIDE_PREFIX.strip("/").split("/"):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, self.dmode, dir_fd=fd)
+                inner = os.open(name, _OPEN_OWN_FOLDER, dir_fd=fd)
+                if fd != root:
+                    os.close(fd)
+                fd = inner
+        except OSError as exc:
+            if fd != root:
+                os.close(fd)
+            where = self._prefix + ASIDE_PREFIX.rstrip("/")
+            raise _storage_error(exc, "open the sweep's own folder", where) from None
+        return fd
 
     def open(self, key: str) -> IO[bytes]:
         path = self.abspath(key)
@@ -431,6 +528,116 @@ def _stored_names(folder: str, stem: str) -> list[str]:
             if (entry.name == stem or entry.name.startswith(dotted))
             and entry.is_file(follow_symlinks=False)
         ]
+
+
+class _Sweep:
+    """One sweep's walk: each folder through a descriptor opened without following
+    symlinks, each object judged on the lstat its listing gives (``aside`` is -1 in a
+    dry run, which only counts)."""
+
+    def __init__(
+        self,
+        backend: LocalBackend,
+        judge: Judge,
+        cutoff: float,
+        tally: Tally,
+        progress: Callable[[int], None] | None,
+        aside: int,
+    ) -> None:
+        self.backend = backend
+        self.judge = judge
+        self.cutoff = cutoff
+        self.tally = tally
+        self.progress = progress
+        self.aside = aside
+        self.token = secrets.token_hex(8)
+
+    def folder(self, fd: int, prefix: str) -> bool:
+        """Sweep the folder open as ``fd`` (``prefix`` is its key prefix); True if any
+        object under it was removed, so that the caller tries to remove the folder."""
+        try:
+            with os.scandir(fd) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        examined = 0
+        removed = False
+        for entry in entries:
+            name = entry.name
+            if not prefix and name.startswith(RESERVED_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                removed |= self.subfolder(fd, name, prefix + name + "/")
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            judged = self.judge(prefix + name)
+            if judged is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing
+            examined += 1
+            if judged[1]:
+                self.tally.keep_live(st.st_size)
+            elif st.st_mtime >= self.cutoff:
+                self.tally.keep_recent(st.st_size)
+            elif self.aside < 0:
+                self.tally.remove(st.st_size)
+            else:
+                removed |= self.remove_unclaimed(fd, name, prefix + name, st)
+        if examined and self.progress is not None:
+            self.progress(examined)
+        return removed
+
+    def subfolder(self, parent: int, name: str, prefix: str) -> bool:
+        try:
+            fd = os.open(name, _OPEN_OWN_FOLDER, dir_fd=parent)
+        except OSError:
+            return False  # gone, or a symlink: never followed
+        try:
+            removed = self.folder(fd, prefix)
+        finally:
+            os.close(fd)
+        if removed:
+            with contextlib.suppress(OSError):  # it fails, harmlessly, unless it is empty
+                os.rmdir(name, dir_fd=parent)
+        return removed
+
+    def remove_unclaimed(self, fd: int, name: str, key: str, seen: os.stat_result) -> bool:
+        """Set the object aside, then unlink it only if no claim landed since it was
+        judged; True if it was removed."""
+        aside = aside_name(key, self.token)
+        try:
+            os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=self.aside)
+        except FileNotFoundError:
+            return False  # removed since the listing: not this sweep's to count
+        except OSError as exc:
+            raise _storage_error(exc, "set aside", self.backend.abspath(key)) from None
+        st = os.stat(aside, dir_fd=self.aside, follow_symlinks=False)
+        if (st.st_ino, st.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            self.put_back(aside, key)  # claimed, or stored anew, since it was judged
+            self.tally.keep_recent(st.st_size)
+            return False
+        os.unlink(aside, dir_fd=self.aside)
+        self.tally.remove(st.st_size)
+        return True
+
+    def put_back(self, aside: str, key: str) -> None:
+        """Publish a set-aside file at ``key`` again, unless a put has stored its id since
+        (one object per id), then drop the aside name. The inode keeps its mtime."""
+        path = self.backend._prefix + ASIDE_PREFIX + aside
+        self.backend._link(path, key, follow_symlinks=False)
+        os.unlink(aside, dir_fd=self.aside)
+
+    def restore_leftovers(self) -> None:
+        """Put back what a killed sweep left aside: this sweep holds the lock, so nothing
+        else is in the middle of deciding about it. It is then judged like any object."""
+        for aside in os.listdir(self.aside):
+            key = key_set_aside(aside)
+            if self.judge(key) is not None:
+                self.put_back(aside, key)
 
 
 class _LocalWriter(Writer):

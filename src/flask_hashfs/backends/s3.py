@@ -15,6 +15,26 @@ of this: obstore turns a conditional put into one in-memory request and cannot l
 abort multipart uploads; s3fs is the same botocore under an asyncio layer, and slower.
 Transient failures (throttling, 5xx, dropped connections) are retried by botocore's
 ``standard`` retry mode: exponential backoff with jitter, a bounded number of attempts.
+
+Claims and sweeps. A bucket has no lock, no rename, and not every server has
+conditional deletes, so a claim is an object of its own: every put, once it knows its
+id, first writes ``.hashfs/claims/<id>`` (16 random bytes, so that each claim has an
+ETag of its own) and only then looks the id up, which confirms that the object is there;
+if it is not, the put uploads it. A dedupe put is thus two requests (the claim and the
+lookup), one more than before; a new put is three (claim, lookup, upload).
+
+A sweep reads a candidate's claim (HEAD), copies the object to ``.hashfs/aside/``,
+deletes it, and reads the claim again. If the claim changed, a put claimed the object:
+it is uploaded back (create-if-absent, so still one object per id). Otherwise the
+aside copy is deleted, and so is the claim. Why no claim is lost (S3 is strongly
+consistent, read-after-write and for lists): a claim written before the second read is
+seen by it, and the object goes back; a claim written after it is followed by the put's
+own lookup, which comes after the delete, finds nothing, and uploads the bytes again,
+fresh. The same holds for a new put racing an erasure: it wrote its claim before it
+uploaded. Deleting the claim of a removed object is safe for the same reason: a put
+whose claim that delete removes has found the object gone and uploaded it anew, and its
+upload time protects it. A sweep killed half-way leaves at worst a copy under
+``.hashfs/aside/``, which the next sweep uploads back before it starts.
 """
 
 from __future__ import annotations
@@ -22,6 +42,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +67,16 @@ from ..errors import (
     storage_error,
 )
 from ..headers import CACHE_CONTROL, is_active, media_type
-from .base import RESERVED_PREFIX, Backend, ObjectInfo, Writer
+from ..sweep import Judge, SweepReport, Tally
+from .base import (
+    ASIDE_PREFIX,
+    RESERVED_PREFIX,
+    Backend,
+    ObjectInfo,
+    Writer,
+    aside_name,
+    key_set_aside,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -101,6 +131,11 @@ _CONFLICT_RETRIES = 5
 _T = TypeVar("_T")
 #: SigV4 URLs live at most 7 days; a URL is valid for two windows (see signed_url).
 MAX_SIGNING_WINDOW = 7 * 24 * 3600 // 2
+#: The key of an id's claim is this and the id.
+CLAIMS_PREFIX = RESERVED_PREFIX + "/claims/"
+#: Object times are whole seconds (S3 truncates them): a sweep takes each for the latest
+#: instant it may stand for, so that rounding never makes a claim look older than it is.
+_TIME_STEP = 1.0
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -334,6 +369,142 @@ class S3Backend(Backend):
         except BotoCoreError as exc:
             raise self._error(exc, "look up", key) from None
         return ObjectInfo(key, reply["ContentLength"], reply["LastModified"].timestamp())
+
+    # -- claims and sweeps (see the module docstring) ----------------------------------
+
+    def record_claim(self, id: str) -> None:
+        claim = CLAIMS_PREFIX + id
+        self._call(
+            "record a claim on",
+            claim,
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=self._name(claim), Body=secrets.token_bytes(16)
+            ),
+        )
+
+    def freshen(self, key: str) -> bool:
+        """The claim was recorded before the lookup that found ``key``: nothing to do."""
+        return True
+
+    def _claim_of(self, id: str) -> tuple[str, float] | None:
+        """The ETag and time of ``id``'s claim, or None if there is none."""
+        claim = CLAIMS_PREFIX + id
+        try:
+            reply = self.client.head_object(Bucket=self.bucket, Key=self._name(claim))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._error(exc, "read the claim", claim) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "read the claim", claim) from None
+        return reply["ETag"], reply["LastModified"].timestamp()
+
+    def sweep(
+        self,
+        judge: Judge,
+        cutoff: float,
+        *,
+        dry_run: bool,
+        progress: Callable[[int], None] | None,
+    ) -> SweepReport:
+        tally = Tally(dry_run)
+        token = secrets.token_hex(8)
+        if not dry_run:
+            self._restore_leftovers(judge)
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key_prefix
+        )
+        cut = len(self._key_prefix)
+        reserved = self._key_prefix + RESERVED_PREFIX
+        try:
+            for page in pages:
+                examined = 0
+                for item in page.get("Contents", []):
+                    name = item["Key"]
+                    judged = None if name.startswith(reserved) else judge(name[cut:])
+                    if judged is None:
+                        continue
+                    examined += 1
+                    size = item["Size"]
+                    if judged[1]:
+                        tally.keep_live(size)
+                        continue
+                    if item["LastModified"].timestamp() + _TIME_STEP >= cutoff:
+                        tally.keep_recent(size)
+                        continue
+                    claim = self._claim_of(judged[0])
+                    if claim is not None and claim[1] + _TIME_STEP >= cutoff:
+                        tally.keep_recent(size)
+                    elif dry_run:
+                        tally.remove(size)
+                    else:
+                        try:
+                            gone = self._remove_unclaimed(
+                                name[cut:], judged[0], item["ETag"], claim, token
+                            )
+                        except FileNotFoundError:
+                            continue  # deleted since the listing: not this sweep's to count
+                        (tally.remove if gone else tally.keep_recent)(size)
+                if examined and progress is not None:
+                    progress(examined)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "list", None) from None
+        return tally.report()
+
+    def _remove_unclaimed(
+        self, key: str, id: str, etag: str, claim: tuple[str, float] | None, token: str
+    ) -> bool:
+        """Copy aside, delete, read the claim again: True if the object is gone, False if
+        a claim appeared and it went back."""
+        aside = ASIDE_PREFIX + aside_name(key, token)
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._name(aside),
+                CopySource={"Bucket": self.bucket, "Key": self._name(key)},
+                CopySourceIfMatch=etag,
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING or _code(exc) in _EXISTS:  # deleted, or replaced
+                raise FileNotFoundError(errno.ENOENT, "changed since listed", key) from None
+            raise self._error(exc, "set aside", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "set aside", key) from None
+        self._delete_key(key)
+        if self._claim_of(id) != claim:
+            self.move(aside, key)
+            return False
+        self._delete_key(aside)
+        if claim is not None:
+            self._delete_key(CLAIMS_PREFIX + id)
+        return True
+
+    def _delete_key(self, key: str) -> None:
+        self._call(
+            "delete",
+            key,
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(key)),
+        )
+
+    def _restore_leftovers(self, judge: Judge) -> None:
+        """Upload back what a killed sweep left aside; it is then judged like any object."""
+        start = self._name(ASIDE_PREFIX)
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        )
+        try:
+            leftovers = [
+                item["Key"][len(start) :] for page in pages for item in page.get("Contents", [])
+            ]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "list", ASIDE_PREFIX) from None
+        for name in leftovers:
+            key = key_set_aside(name[len(start) :])
+            if judge(key) is not None:
+                try:
+                    self.move(name[len(self._key_prefix) :], key)
+                except FileNotFoundError:
+                    continue  # a concurrent sweep finished it
 
     def open(self, key: str) -> IO[bytes]:
         """A buffered, seekable reader: one GET streams the object, a seek starts a

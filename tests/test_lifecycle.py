@@ -1,0 +1,200 @@
+"""Sharing and collecting on every backend: ids(), claims on dedupe puts, and sweep().
+
+On disk an object is aged with ``os.utime``, as an operator would. A bucket's times are
+the server's own, in whole seconds, so there objects age by waiting 2.5 s, and "old"
+means older than a grace of 1 s.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flask_hashfs import HashFS, InvalidId, SweepReport
+from flask_hashfs.backends import local, s3
+
+from .s3_server import BUCKET, S3Server
+from .test_backend_conformance import LARGE, blob
+
+HOUR = 3600.0
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> HashFS:
+    if request.param == "local":
+        return HashFS(tmp_path / "store", fsync=False)
+    server: S3Server = request.getfixturevalue("s3_server")
+    return HashFS(server.new_url(), storage_options=server.options)
+
+
+def age(store: HashFS, *ids: str) -> float:
+    """Make objects (all of them if no id is given) older than any claim since; return
+    the grace that makes them old."""
+    if isinstance(store.backend, s3.S3Backend):
+        time.sleep(2.5)
+        return 1.0
+    for id in ids or list(store.ids()):
+        path = store.realpath(id)
+        assert path is not None
+        os.utime(path, (time.time() - 2 * HOUR,) * 2)
+    return HOUR
+
+
+def raw_keys(store: HashFS) -> list[str]:
+    """Every key under the store's root or prefix, the store's own bookkeeping included."""
+    backend = store.backend
+    if isinstance(backend, s3.S3Backend):
+        pages = backend.client.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=backend.prefix + "/"
+        )
+        cut = len(backend.prefix) + 1
+        return sorted(item["Key"][cut:] for page in pages for item in page.get("Contents", []))
+    root = Path(store.root)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_ids_lists_objects_only(store: HashFS) -> None:
+    a = store.put(io.BytesIO(b"a"), ".txt")
+    b = store.put(io.BytesIO(blob(LARGE)))
+    store.put(io.BytesIO(b"a"))  # a duplicate: still one object
+    assert sorted(store.ids()) == sorted([a.id, b.id])
+
+
+def test_a_store_that_never_stored_anything(tmp_path: Path) -> None:
+    store = HashFS(tmp_path / "never")
+    assert list(store.ids()) == []
+    assert store.sweep([], grace=0) == SweepReport(0, 0, 0, 0, 0, 0, False)
+    assert not (tmp_path / "never").exists()
+
+
+def test_sweep_removes_only_unreferenced_old_objects(store: HashFS) -> None:
+    live = store.put(io.BytesIO(b"live"), ".txt")
+    dead = store.put(io.BytesIO(b"dead"), ".txt")
+    large = store.put(io.BytesIO(blob(LARGE)))
+    grace = age(store)
+    recent = store.put(io.BytesIO(b"recent"))
+    dry = store.sweep([live.id], grace=grace, dry_run=True)
+    real = store.sweep([live.id], grace=grace)
+    expected = SweepReport(
+        removed=2,
+        removed_bytes=4 + LARGE,
+        kept_live=1,
+        kept_live_bytes=4,
+        kept_recent=1,
+        kept_recent_bytes=6,
+        dry_run=False,
+    )
+    assert real == expected
+    assert dry == SweepReport(**{**expected.__dict__, "dry_run": True})
+    assert set(store.ids()) == {live.id, recent.id}
+    assert not store.exists(dead.id)
+    assert not store.exists(large.id)
+    # Nothing set aside is left behind, and the claims of removed objects went with them.
+    assert [key for key in raw_keys(store) if "/aside/" in key] == []
+    assert not any(dead.id in key or large.id in key for key in raw_keys(store))
+    if isinstance(store.backend, local.LocalBackend):
+        assert sorted(raw_keys(store)) == sorted([live.relpath, recent.relpath])
+
+
+def test_recent_objects_are_kept_whatever_the_grace_type(store: HashFS) -> None:
+    address = store.put(io.BytesIO(b"new"))
+    for grace in (HOUR, timedelta(hours=1), 3600):
+        report = store.sweep([], grace=grace)
+        assert (report.removed, report.kept_recent, report.kept_recent_bytes) == (0, 1, 3)
+    assert store.exists(address.id)
+
+
+def test_grace_must_be_seconds_or_a_timedelta(store: HashFS) -> None:
+    with pytest.raises(ValueError, match="grace"):
+        store.sweep([], grace=-1)
+    with pytest.raises(ValueError, match="grace"):
+        store.sweep([], grace=float("nan"))
+    with pytest.raises(TypeError, match="grace"):
+        store.sweep([], grace="24h")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="grace"):
+        store.sweep([], grace=True)
+
+
+def test_a_live_set_that_is_not_ids_removes_nothing(store: HashFS) -> None:
+    address = store.put(io.BytesIO(b"kept"), ".txt")
+    grace = age(store)
+    for wrong in ([address.relpath], [address.id.upper()], [(address.id,)]):
+        with pytest.raises(InvalidId):
+            store.sweep(wrong, grace=grace)  # type: ignore[arg-type]
+    assert store.exists(address.id)
+    # A nullable column's None references nothing: it is skipped.
+    assert store.sweep([None, address.id], grace=grace).kept_live == 1  # type: ignore[list-item]
+
+
+def test_live_ids_may_repeat_and_come_from_a_generator(store: HashFS) -> None:
+    ids = [store.put(io.BytesIO(b"%d" % n)).id for n in range(20)]
+    grace = age(store)
+    report = store.sweep((id for id in ids[:10] * 3), grace=grace)
+    assert (report.kept_live, report.removed) == (10, 10)
+    assert sorted(store.ids()) == sorted(ids[:10])
+
+
+def test_progress_counts_every_object_examined(store: HashFS) -> None:
+    for n in range(30):
+        store.put(io.BytesIO(b"%d" % n))
+    steps: list[int] = []
+    store.sweep([], grace=HOUR, progress=steps.append)
+    assert sum(steps) == 30
+    assert all(step > 0 for step in steps)
+
+
+def test_a_dedupe_put_renews_the_claim(store: HashFS) -> None:
+    address = store.put(io.BytesIO(b"shared"))
+    grace = age(store)
+    again = store.put(io.BytesIO(b"shared"), ".txt")
+    assert again.is_duplicate
+    assert again.relpath == address.relpath
+    report = store.sweep([], grace=grace)
+    assert (report.removed, report.kept_recent) == (0, 1)
+    assert store.exists(address.id)
+
+
+@pytest.mark.parametrize("size", [10, LARGE], ids=["small", "large"])
+def test_a_put_stores_again_what_vanished_under_its_claim(store: HashFS, size: int) -> None:
+    """The object is removed between the put's lookup and its claim (local), or between
+    the claim and the lookup (S3): the put stores its own bytes, never a dead address."""
+    data = blob(size)
+    first = store.put(io.BytesIO(data))
+    backend = store.backend
+    name = "record_claim" if isinstance(backend, s3.S3Backend) else "freshen"
+    step: Callable[..., Any] = getattr(backend, name)
+
+    def removed_first(*args: Any) -> Any:
+        backend.delete(first.relpath)
+        return step(*args)
+
+    setattr(backend, name, removed_first)
+    again = store.put(io.BytesIO(data))
+    assert not again.is_duplicate
+    assert again.relpath == first.relpath
+    with store.open(again.id) as stream:
+        assert stream.read() == data
+
+
+def test_claim_is_one_utime_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = HashFS(tmp_path / "store", fsync=False)
+    address = store.put(io.BytesIO(b"shared"))
+    os.utime(address.abspath, (1.0, 1.0))
+    calls: list[str] = []
+    real_utime = os.utime
+
+    def utime(path: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(path)
+        real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "utime", utime)
+    assert store.put(io.BytesIO(b"shared")).is_duplicate
+    assert calls == [address.abspath]
+    assert os.stat(address.abspath).st_mtime > time.time() - HOUR
