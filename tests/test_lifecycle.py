@@ -1,9 +1,4 @@
-"""Sharing and collecting on every backend: ids(), claims on dedupe puts, and sweep().
-
-On disk an object is aged with ``os.utime``, as an operator would. A bucket's times are
-the server's own, in whole seconds, so there objects age by waiting 2.5 s, and "old"
-means older than a grace of 1 s.
-"""
+"""Sharing and collecting on every backend: ids(), claims on dedupe puts, and sweep()."""
 
 from __future__ import annotations
 
@@ -20,44 +15,13 @@ import pytest
 from flask_hashfs import HashFS, InvalidId, SweepReport
 from flask_hashfs.backends import local, s3
 
-from .s3_server import BUCKET, S3Server
+from .lifecycle_helpers import HOUR, age, aside, make_store, raw_keys
 from .test_backend_conformance import LARGE, blob
-
-HOUR = 3600.0
 
 
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> HashFS:
-    if request.param == "local":
-        return HashFS(tmp_path / "store", fsync=False)
-    server: S3Server = request.getfixturevalue("s3_server")
-    return HashFS(server.new_url(), storage_options=server.options)
-
-
-def age(store: HashFS, *ids: str) -> float:
-    """Make objects (all of them if no id is given) older than any claim since; return
-    the grace that makes them old."""
-    if isinstance(store.backend, s3.S3Backend):
-        time.sleep(2.5)
-        return 1.0
-    for id in ids or list(store.ids()):
-        path = store.realpath(id)
-        assert path is not None
-        os.utime(path, (time.time() - 2 * HOUR,) * 2)
-    return HOUR
-
-
-def raw_keys(store: HashFS) -> list[str]:
-    """Every key under the store's root or prefix, the store's own bookkeeping included."""
-    backend = store.backend
-    if isinstance(backend, s3.S3Backend):
-        pages = backend.client.get_paginator("list_objects_v2").paginate(
-            Bucket=BUCKET, Prefix=backend.prefix + "/"
-        )
-        cut = len(backend.prefix) + 1
-        return sorted(item["Key"][cut:] for page in pages for item in page.get("Contents", []))
-    root = Path(store.root)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return make_store(request, tmp_path)
 
 
 def test_ids_lists_objects_only(store: HashFS) -> None:
@@ -97,7 +61,7 @@ def test_sweep_removes_only_unreferenced_old_objects(store: HashFS) -> None:
     assert not store.exists(dead.id)
     assert not store.exists(large.id)
     # Nothing set aside is left behind, and the claims of removed objects went with them.
-    assert [key for key in raw_keys(store) if "/aside/" in key] == []
+    assert aside(store) == []
     assert not any(dead.id in key or large.id in key for key in raw_keys(store))
     if isinstance(store.backend, local.LocalBackend):
         assert sorted(raw_keys(store)) == sorted([live.relpath, recent.relpath])

@@ -499,10 +499,10 @@ class S3Backend(Backend):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list", ASIDE_PREFIX) from None
         for name in leftovers:
-            key = key_set_aside(name[len(start) :])
+            key = key_set_aside(name)
             if judge(key) is not None:
                 try:
-                    self.move(name[len(self._key_prefix) :], key)
+                    self.move(ASIDE_PREFIX + name, key)
                 except FileNotFoundError:
                     continue  # a concurrent sweep finished it
 
