@@ -94,7 +94,7 @@ def test_a_live_set_that_is_not_ids_removes_nothing(store: HashFS) -> None:
             store.sweep(wrong, grace=grace)  # type: ignore[arg-type]
     assert store.exists(address.id)
     # A nullable column's None references nothing: it is skipped.
-    assert store.sweep([None, address.id], grace=grace).kept_live == 1  # type: ignore[list-item]
+    assert store.sweep([None, address.id], grace=grace).kept_live == 1
 
 
 def test_live_ids_may_repeat_and_come_from_a_generator(store: HashFS) -> None:

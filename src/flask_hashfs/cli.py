@@ -1,10 +1,17 @@
-"""``flask hashfs ...``: the operator's checks on the current app's store, and ``migrate``.
+"""``flask hashfs ...``: the operator's checks on the current app's store, ``gc`` and
+``migrate``.
 
 ``verify`` is safe to run at any time, on a live store: it only reads. ``repair`` moves
-or removes files, and removes temp files only when no live writer holds them.
+or removes files, and removes temp files only when no live writer holds them. ``gc``
+removes objects that no row references and that no put stored or claimed within the
+grace period; it is safe on a live store as long as rows commit within that grace.
 """
 
 from __future__ import annotations
+
+import re
+import sys
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -13,17 +20,24 @@ from flask.cli import AppGroup
 from .migrate import migrate_command
 from .store import HashFS
 
+if TYPE_CHECKING:
+    from .extension import FlaskHashFS
+
 hashfs_cli = AppGroup("hashfs", help="Check, repair and migrate the Flask-HashFS store.")
 hashfs_cli.add_command(migrate_command)
 
 
-def _store() -> HashFS:
+def _extension() -> FlaskHashFS:
     from .extension import EXTENSION_NAME, FlaskHashFS  # it registers this module's commands
 
     extension = current_app.extensions.get(EXTENSION_NAME)
     if not isinstance(extension, FlaskHashFS):
         raise click.ClickException("Flask-HashFS is not initialised on this app.")
-    return extension.client
+    return extension
+
+
+def _store() -> HashFS:
+    return _extension().client
 
 
 @hashfs_cli.command("verify")
@@ -65,3 +79,59 @@ def stats() -> None:
     click.echo(f"root: {store.root}")
     click.echo(f"objects: {store.count()}")
     click.echo(f"bytes: {store.size()}")
+
+
+#: Below this, ``gc`` asks for ``--allow-short-grace``: a row must commit within the grace
+#: of the put that produced its id, and few apps can promise that in under a minute.
+SHORT_GRACE = 60.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*")
+
+
+def parse_duration(ctx: click.Context | None, param: click.Parameter | None, value: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``15m``, ``24h`` or ``7d`` (decimals allowed)."""
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a duration such as 90s, 15m, 24h or 7d")
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+@hashfs_cli.command("gc")
+@click.option(
+    "--grace",
+    callback=parse_duration,
+    default="24h",
+    show_default=True,
+    help="Keep objects stored or claimed within this long: 90s, 15m, 24h, 7d.",
+)
+@click.option("--dry-run", is_flag=True, help="Remove nothing; report what would be removed.")
+@click.option(
+    "--allow-short-grace",
+    is_flag=True,
+    help=f"Accept a grace under {SHORT_GRACE:.0f} seconds.",
+)
+def gc(grace: float, dry_run: bool, allow_short_grace: bool) -> None:
+    """Remove the objects that no row references (the ids the app's
+    @fs.live_ids_loader returns) and that no put stored or claimed within the grace.
+
+    Safe on a live store if every row commits within the grace of the put that produced
+    its id (docs/lifecycle.md)."""
+    if grace < SHORT_GRACE and not allow_short_grace:
+        raise click.UsageError(
+            f"a grace under {SHORT_GRACE:.0f}s removes objects whose rows may not have"
+            " committed yet; pass --allow-short-grace if every row commits that fast"
+        )
+    extension = _extension()
+    try:
+        extension.live_ids_loader_of(current_app._get_current_object())  # type: ignore[attr-defined]
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if sys.stdout.isatty():
+        with click.progressbar(length=extension.count(), label="Sweeping") as bar:
+            report = extension.sweep(grace=grace, dry_run=dry_run, progress=bar.update)
+    else:
+        report = extension.sweep(grace=grace, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb}: {report.removed} objects, {report.removed_bytes} bytes")
+    click.echo(f"kept as live: {report.kept_live} objects, {report.kept_live_bytes} bytes")
+    click.echo(f"kept as recent: {report.kept_recent} objects, {report.kept_recent_bytes} bytes")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from datetime import timedelta
 from typing import IO, Any, Generic, NamedTuple, TypeVar, overload
 from weakref import WeakKeyDictionary
 
-from flask import Config, Flask, current_app, has_request_context, request
+from flask import Config, Flask, current_app, has_app_context, has_request_context, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
@@ -31,9 +32,12 @@ from .serving import (
 )
 from .store import FileRef, HashFS
 from .streams import PutInput
+from .sweep import SweepReport
 from .uploads import BodyReader, filename_extension, put_upload
 
 EXTENSION_NAME = "hashfs"
+#: What ``@fs.live_ids_loader`` decorates: it returns every id the app's rows reference.
+LiveIdsLoader = Callable[[], Iterable[str | None]]
 
 T = TypeVar("T")
 
@@ -73,6 +77,7 @@ class FlaskHashFS:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._state: WeakKeyDictionary[Flask, _AppState] = WeakKeyDictionary()
+        self._live_ids: WeakKeyDictionary[Flask, LiveIdsLoader] = WeakKeyDictionary()
         #: The app given to the constructor, or None (public in 0.3). Nothing here uses
         #: it: every call works on ``current_app``, whichever apps ``init_app`` was given.
         self.app = app
@@ -260,6 +265,90 @@ class FlaskHashFS:
         except ObjectNotFound:  # deleted since stat
             raise NotFound() from None
 
+    # -- collecting garbage -----------------------------------------------------------------
+
+    @overload
+    def live_ids_loader(self, callback: LiveIdsLoader, /) -> LiveIdsLoader: ...
+
+    @overload
+    def live_ids_loader(self, /, *, app: Flask) -> Callable[[LiveIdsLoader], LiveIdsLoader]: ...
+
+    def live_ids_loader(
+        self, callback: LiveIdsLoader | None = None, /, *, app: Flask | None = None
+    ) -> LiveIdsLoader | Callable[[LiveIdsLoader], LiveIdsLoader]:
+        """Register the function that names every id the app's rows still reference, for
+        :meth:`sweep` and ``flask hashfs gc``; in the style of Flask-Login's
+        ``user_loader``. It is called in an app context, once per sweep, and may return
+        any iterable (a generator that streams a query keeps memory low)::
+
+            @fs.live_ids_loader
+            def live_ids():
+                return db.session.scalars(select(Upload.file_id)).yield_per(10_000)
+
+        The loader belongs to one app: the current one, or ``app`` when given (an app
+        factory registers it with ``@fs.live_ids_loader(app=app)`` after ``init_app``).
+
+        :raises RuntimeError: no app is given and there is no app context, or the app is
+            not initialised with this extension.
+
+        .. versionadded:: 1.1
+        """
+        if callback is None:
+            if app is None:
+                raise TypeError("live_ids_loader() takes the loader, or app= to decorate with")
+            target = app
+
+            def register(callback: LiveIdsLoader) -> LiveIdsLoader:
+                self._state_for(target)
+                self._live_ids[target] = callback
+                return callback
+
+            return register
+        if not has_app_context():
+            raise RuntimeError(
+                "@fs.live_ids_loader needs an app: use it in an app context, or write"
+                " @fs.live_ids_loader(app=app) in the app factory, after fs.init_app(app)."
+            )
+        current = current_app._get_current_object()  # type: ignore[attr-defined]
+        self._state_for(current)
+        self._live_ids[current] = callback
+        return callback
+
+    def live_ids_loader_of(self, app: Flask) -> LiveIdsLoader:
+        """The loader ``app`` registered with :meth:`live_ids_loader`.
+
+        :raises RuntimeError: it registered none.
+        """
+        loader = self._live_ids.get(app)
+        if loader is None:
+            raise RuntimeError(
+                "No live ids loader is registered for this app: decorate the function"
+                " that returns every referenced id with @fs.live_ids_loader."
+            )
+        return loader
+
+    def sweep(
+        self,
+        live: Iterable[str | None] | Callable[[], Iterable[str | None]] | None = None,
+        *,
+        grace: float | timedelta,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
+        """:meth:`HashFS.sweep` on the current app's store, with the ids that the app's
+        :meth:`live_ids_loader` returns unless ``live`` is given (the loader is called
+        once the sweep has taken the time its grace counts back from).
+
+        :raises RuntimeError: ``live`` is None and the app registered no loader.
+
+        .. versionadded:: 1.1
+        """
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        store = self.store_for(app)
+        if live is None:
+            live = self.live_ids_loader_of(app)
+        return store.sweep(live, grace=grace, dry_run=dry_run, progress=progress)
+
     # -- the store's API, on the current app's store ---------------------------------------
 
     def put(
@@ -332,6 +421,7 @@ class FlaskHashFS:
     exists = _Forward(lambda store: store.exists)
     delete = _Forward(lambda store: store.delete)
     files = _Forward(lambda store: store.files)
+    ids = _Forward(lambda store: store.ids)
     folders = _Forward(lambda store: store.folders)
     count = _Forward(lambda store: store.count)
     size = _Forward(lambda store: store.size)

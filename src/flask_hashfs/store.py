@@ -334,7 +334,7 @@ class HashFS:
 
     def sweep(
         self,
-        live: Iterable[str],
+        live: Iterable[str | None] | Callable[[], Iterable[str | None]],
         *,
         grace: float | timedelta,
         dry_run: bool = False,
@@ -351,7 +351,10 @@ class HashFS:
         :param live: every id the app still references, in any order, duplicates allowed;
             read once, before anything is removed, into about 32 bytes per id (a sha256
             id; 64 for sha512): a million ids take some 35 MB. ``None`` items are
-            skipped.
+            skipped. Either the ids, read right away, or a function that returns them,
+            called once the sweep has taken the time its grace counts back from: ids
+            gathered earlier than that (a list built before the call) shorten the grace
+            that the app's rows get by the time it took to build them.
         :param grace: seconds, or a :class:`~datetime.timedelta`.
         :param dry_run: remove nothing; report what a sweep would have removed.
         :param progress: called with the number of objects examined since its last call.
@@ -367,7 +370,7 @@ class HashFS:
         # The cutoff is taken before ``live`` is read: a row that commits after the read
         # belongs to a put less than ``grace`` before it, whose object is therefore recent.
         cutoff = time.time() - seconds
-        live_ids = LiveIds(live, self._layout.check_id)
+        live_ids = LiveIds(live() if callable(live) else live, self._layout)
         parse = self._layout.parse
 
         def judge(key: str) -> tuple[str, bool] | None:

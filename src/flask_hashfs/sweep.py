@@ -15,9 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .layout import Layout
+
 #: An id's first this many hex characters pick its bucket (65,536 of them); only the rest
 #: of its digest is stored.
 _BUCKET_HEX = 4
+#: Buckets of up to this many ids are searched in C; larger ones (a million ids put some
+#: 15 in each) are bisected.
+_SCANNED = 64
 
 #: How a backend's sweep asks the store about a key: None if the key is not an object
 #: (only keys the layout parses are objects), else its id and whether it is live.
@@ -100,38 +105,39 @@ class LiveIds:
     binary digest (32 bytes for sha256, 64 for sha512), about 35 MB per million ids
     while loading and 31 MB once sorted. Ids go into 65,536 buckets by their first two
     bytes, and each bucket holds the rest of each digest back to back, sorted, so that a
-    lookup is a bisection over a few records whatever the ids are. A duplicate costs its
-    bytes while loading, and nothing once sorted.
+    lookup searches a few records, or bisects many, whatever the ids are. A duplicate
+    costs its bytes while loading, and nothing once sorted.
 
     :param ids: any iterable of ids, read once. ``None`` items are skipped (a nullable
-        column); any other item that is not an id of ``check``'s layout raises.
-    :param check: the layout's id check; raises :class:`~flask_hashfs.InvalidId`.
+        column); any other item that is not an id of ``layout`` raises.
+    :param layout: the store's layout, which says what an id is.
+    :raises InvalidId: an item is neither None nor an id.
     """
 
-    def __init__(self, ids: Iterable[str | None], check: Callable[[object], str]) -> None:
+    def __init__(self, ids: Iterable[str | None], layout: Layout) -> None:
         buckets: list[bytearray | None] = [None] * (1 << (4 * _BUCKET_HEX))
-        width = 0
+        valid, check = layout.id_matcher(), layout.check_id
+        fromhex = bytes.fromhex
         for id in ids:
             if id is None:
                 continue
-            check(id)
+            if type(id) is not str or valid(id) is None:
+                check(id)  # raises, saying why
             index = int(id[:_BUCKET_HEX], 16)
             bucket = buckets[index]
             if bucket is None:
-                bucket = buckets[index] = bytearray()
-            bucket += bytes.fromhex(id[_BUCKET_HEX:])
-            width = (len(id) - _BUCKET_HEX) // 2
-        self._width = width
+                buckets[index] = bytearray(fromhex(id[_BUCKET_HEX:]))
+            else:
+                bucket += fromhex(id[_BUCKET_HEX:])
+        self._width = width = (layout.id_length - _BUCKET_HEX) // 2
         self._buckets: list[bytes | None] = [None] * len(buckets)
         for index, bucket in enumerate(buckets):
             if bucket is not None:  # one bucket at a time: never two copies of all ids
-                self._buckets[index] = self._sorted(bucket)
+                if len(bucket) > width:
+                    records = {bytes(bucket[i : i + width]) for i in range(0, len(bucket), width)}
+                    bucket[:] = b"".join(sorted(records))
+                self._buckets[index] = bytes(bucket)
                 buckets[index] = None
-
-    def _sorted(self, bucket: bytearray) -> bytes:
-        width = self._width
-        records = {bytes(bucket[i : i + width]) for i in range(0, len(bucket), width)}
-        return b"".join(sorted(records))
 
     def __contains__(self, id: str) -> bool:
         """Whether ``id`` (a valid id of the same layout) is live."""
@@ -140,6 +146,11 @@ class LiveIds:
             return False
         rest = bytes.fromhex(id[_BUCKET_HEX:])
         width = self._width
+        if len(bucket) <= _SCANNED * width:  # a search in C beats a bisection in Python
+            found = bucket.find(rest)
+            while found > 0 and found % width:  # a match across two records
+                found = bucket.find(rest, found + 1)
+            return found >= 0
         count = len(bucket) // width
         i = bisect_left(range(count), rest, key=lambda n: bucket[n * width : n * width + width])
         return i < count and bucket[i * width : i * width + width] == rest
