@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flask_hashfs import HashFS, InvalidId, SweepReport
+from flask_hashfs import HashFS, InvalidId, StorageError, SweepReport
 from flask_hashfs.backends import local, s3
 
 from .lifecycle_helpers import HOUR, age, aside, make_store, raw_keys
@@ -162,3 +162,18 @@ def test_claim_is_one_utime_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert store.put(io.BytesIO(b"shared")).is_duplicate
     assert calls == [address.abspath]
     assert os.stat(address.abspath).st_mtime > time.time() - HOUR
+
+
+def test_a_bookkeeping_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    store = HashFS(tmp_path / "store", fsync=False)
+    address = store.put(io.BytesIO(b"old"))
+    age(store)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "store" / ".hashfs").symlink_to(elsewhere)
+    with pytest.raises(StorageError, match="sweep's own folder"):
+        store.sweep([], grace=HOUR)
+    assert list(elsewhere.iterdir()) == []
+    assert store.exists(address.id)
+    # A dry run changes nothing, so it needs no folder of its own.
+    assert store.sweep([], grace=HOUR, dry_run=True).removed == 1
