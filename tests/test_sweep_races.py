@@ -9,8 +9,10 @@ worst instants, and the next sweep must leave a valid store that lost nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -33,6 +35,7 @@ from .lifecycle_helpers import HOUR, age, aside, make_store
 from .s3_server import S3Server
 
 PATIENCE = 120.0
+SPAWN = multiprocessing.get_context("spawn")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -210,6 +213,81 @@ def test_sweeps_racing_dedupe_puts_lose_nothing(store: HashFS) -> None:
         if storm.rows[id] > 0:
             with store.open(id) as stream:
                 assert stream.read() == data
+    assert aside(store) == []
+    assert list(store.corrupted()) == []
+
+
+def _rows_file(folder: str, worker: int) -> str:
+    return os.path.join(folder, f"rows-{worker}.json")
+
+
+def _commit(folder: str, worker: int, rows: Counter[str]) -> None:
+    """The worker's rows table, replaced atomically: what the sweeper reads is a commit."""
+    path = _rows_file(folder, worker)
+    with open(path + ".tmp", "w") as out:
+        json.dump([id for id, count in rows.items() if count > 0], out)
+    os.replace(path + ".tmp", path)
+
+
+def _process_worker(root: str, folder: str, worker: int, workers: int, rounds: int) -> None:
+    """Puts and releases the contents it owns (n % workers == worker), so that it alone
+    knows when one is unreferenced and may age it."""
+    store = HashFS(root, fsync=False)
+    rng = random.Random(worker)
+    mine = [n for n in range(len(_CONTENTS)) if n % workers == worker]
+    rows: Counter[str] = Counter()
+    held: list[int] = []
+    for _ in range(rounds):
+        n = rng.choice(mine)
+        address = store.put(io.BytesIO(_CONTENTS[n]))
+        rows[address.id] += 1
+        _commit(folder, worker, rows)
+        held.append(n)
+        if len(held) > 2:
+            n = held.pop(rng.randrange(len(held)))
+            id = store.computehash(io.BytesIO(_CONTENTS[n]))
+            rows[id] -= 1
+            _commit(folder, worker, rows)
+            if rows[id] == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(store.idpath(id), (time.time() - 2 * HOUR,) * 2)
+
+
+_CONTENTS = [b"shared by processes %d" % n for n in range(12)]
+
+
+def test_sweeps_racing_dedupe_puts_in_other_processes_lose_nothing(tmp_path: Path) -> None:
+    """The storm across processes, in parallel on every core: each worker owns some
+    contents, commits its rows table after every put, and ages what it released; a
+    sweeper sweeps with the union of the committed tables until the workers are done."""
+    store = HashFS(tmp_path / "store", fsync=False)
+    for data in _CONTENTS:
+        store.put(io.BytesIO(data))
+    grace = age(store)
+    folder = str(tmp_path)
+    workers = [
+        SPAWN.Process(target=_process_worker, args=(str(store.root), folder, n, 3, 150))
+        for n in range(3)
+    ]
+    for process in workers:
+        process.start()
+    removed = sweeps = 0
+    while any(process.is_alive() for process in workers) or sweeps < 3:
+        live: list[str] = []
+        for n in range(3):
+            with contextlib.suppress(FileNotFoundError), open(_rows_file(folder, n)) as rows:
+                live += json.load(rows)
+        removed += store.sweep(live, grace=grace).removed
+        sweeps += 1
+    for process in workers:
+        process.join(PATIENCE)
+        assert process.exitcode == 0
+    assert removed > 0
+    for n in range(3):
+        with open(_rows_file(folder, n)) as rows:
+            for id in json.load(rows):
+                with store.open(id) as stream:
+                    assert hashlib.sha256(stream.read()).hexdigest() == id
     assert aside(store) == []
     assert list(store.corrupted()) == []
 
