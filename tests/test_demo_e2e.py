@@ -2,14 +2,18 @@
 
 The app runs on a real server on a free 127.0.0.1 port; the browser fills in the upload
 form, reads the gallery, loads the thumbnails through the extension's serving route,
-downloads and deletes, and is refused where a form comes from another origin or is too
-large. Playwright drives the system browser: never ``playwright install``.
+downloads, deletes rows and collects garbage, and is refused where a form comes from
+another origin or is too large. Playwright drives the system browser: never ``playwright install``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import sqlite3
 import struct
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -120,7 +124,7 @@ def test_upload_gallery_duplicate_and_image(page: Page, base_url: str, app: Flas
         [
             "red.png: stored.",
             "blue.png: stored.",
-            "red copy.png: duplicate, already stored as red.png.",
+            "red copy.png: same bytes as red.png, stored once.",
             "<b>notes</b>.txt: stored.",
             re.compile(r"page\.html: refused\. .*\.html.* not accepted"),
             re.compile(r"fake\.png: refused\. .*image/png"),
@@ -129,16 +133,16 @@ def test_upload_gallery_duplicate_and_image(page: Page, base_url: str, app: Flas
     expect(page.locator(".messages .refused")).to_have_count(2)
     assert page.locator(".messages .duplicate").count() == 1
     names = page.locator(".gallery .name").all_inner_texts()
-    assert sorted(names) == ["<b>notes</b>.txt", "blue.png", "red.png"]
+    assert sorted(names) == ["<b>notes</b>.txt", "blue.png", "red copy.png", "red.png"]
     assert page.locator("b").count() == 0, "an uploaded name was rendered as HTML"
     assert fs.store_for(app).count() == 3, "the duplicate was stored twice"
 
-    # Both thumbnails were fetched and decoded by the browser, at their real size.
+    # The thumbnails were fetched and decoded by the browser, at their real size.
     page.wait_for_function(
-        "() => [...document.images].length === 2"
+        "() => [...document.images].length === 3"
         " && [...document.images].every(img => img.complete && img.naturalWidth > 0)"
     )
-    red = page.get_by_alt_text("red.png")
+    red = page.get_by_alt_text("red.png", exact=True)
     assert red.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [40, 30]
 
     url = red.get_attribute("src")
@@ -158,29 +162,111 @@ def test_upload_gallery_duplicate_and_image(page: Page, base_url: str, app: Flas
     assert not headers["etag"].startswith("W/")
 
 
-def test_delete(page: Page, base_url: str, app: Flask) -> None:
+def fetch_status(page: Page, url: str) -> int:
+    """The server's answer, not the browser cache's (served objects are immutable)."""
+    status: int = page.evaluate("url => fetch(url, {cache: 'no-store'}).then(r => r.status)", url)
+    return status
+
+
+def age(app: Flask, data: bytes, seconds: float) -> None:
+    """Make the object of ``data`` look stored (and last claimed) ``seconds`` ago."""
+    path = fs.store_for(app).realpath(hashlib.sha256(data).hexdigest())
+    assert path is not None
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize("app_config", [{"DEMO_GC_GRACE": 3600}])
+def test_rows_share_objects_and_collecting_frees_what_none_uses(
+    page: Page, base_url: str, app: Flask
+) -> None:
+    store = fs.store_for(app)
     page.goto(base_url + "/")
     upload(
         page,
         payload("red.png", "image/png", RED),
+        payload("red copy.png", "image/png", RED),
         payload("blue.png", "image/png", BLUE),
     )
-    blue_url = page.get_by_alt_text("blue.png").get_attribute("src")
-    assert blue_url is not None
+    expect(page.locator(".gallery .name")).to_have_text(["blue.png", "red copy.png", "red.png"])
+    expect(page.locator(".gallery .shared")).to_have_text(["Stored once with 1 other upload"] * 2)
+    expect(page.locator(".usage")).to_have_text(
+        f"3 uploads · 2 objects stored · {len(RED) + len(BLUE)} Bytes"
+    )
+    red_url = page.get_by_alt_text("red.png", exact=True).get_attribute("src")
+    assert red_url is not None
 
-    page.get_by_role("button", name="Delete blue.png").click()
+    # Deleting one row leaves the object that another row uses.
+    page.get_by_role("button", name="Delete red.png", exact=True).click()
+    expect(page.locator(".messages li")).to_have_text(
+        ["red.png: deleted. Its bytes stay: 1 other upload uses them."]
+    )
+    expect(page.locator(".gallery .name")).to_have_text(["blue.png", "red copy.png"])
+    page.wait_for_function(
+        "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)"
+    )
+    copy = page.get_by_alt_text("red copy.png", exact=True)
+    assert copy.evaluate("img => img.naturalWidth") == 40
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download red copy.png").click()
+    assert Path(info.value.path()).read_bytes() == RED
 
-    expect(page.locator(".messages li")).to_have_text(["blue.png: deleted."])
-    expect(page.locator(".gallery .name")).to_have_text(["red.png"])
-    assert fs.store_for(app).count() == 1
-    # The browser may keep its copy (the response was immutable); the server has none.
-    status = page.evaluate("url => fetch(url, {cache: 'no-store'}).then(r => r.status)", blue_url)
-    assert status == 404
+    page.get_by_role("button", name="Collect garbage").click()
+    expect(page.locator(".messages li")).to_have_text(
+        [
+            f"Garbage collected: 0 objects removed, 0 Bytes freed. Kept 2 objects in use"
+            f" ({len(RED) + len(BLUE)} Bytes) and 0 objects (0 Bytes) stored or uploaded"
+            " again in the last 3600 seconds."
+        ]
+    )
+    assert store.count() == 2
 
-    page.goto(base_url + "/")
-    page.get_by_role("button", name="Delete red.png").click()
-    expect(page.locator(".messages li")).to_have_text(["red.png: deleted."])
+    # With no row left, the objects stay until they are older than the grace.
+    for name in ["red copy.png", "blue.png"]:
+        page.get_by_role("button", name=f"Delete {name}").click()
+    expect(page.locator(".messages li")).to_have_text(
+        ["blue.png: deleted. Collect garbage to free its space."]
+    )
     expect(page.locator(".empty")).to_be_visible()
+    expect(page.locator(".usage")).to_have_text(
+        f"0 uploads · 2 objects stored · {len(RED) + len(BLUE)} Bytes"
+    )
+    page.get_by_role("button", name="Collect garbage").click()
+    expect(page.locator(".messages li")).to_contain_text(["0 objects removed, 0 Bytes freed."])
+    assert store.count() == 2
+
+    age(app, RED, 7200)
+    page.get_by_role("button", name="Collect garbage").click()
+    expect(page.locator(".messages li")).to_have_text(
+        [
+            f"Garbage collected: 1 object removed, {len(RED)} Bytes freed. Kept 0 objects in"
+            f" use (0 Bytes) and 1 object ({len(BLUE)} Bytes) stored or uploaded again in the"
+            " last 3600 seconds."
+        ]
+    )
+    expect(page.locator(".usage")).to_have_text(f"0 uploads · 1 object stored · {len(BLUE)} Bytes")
+    assert store.count() == 1
+    assert fetch_status(page, red_url) == 404
+
+
+@pytest.mark.parametrize("app_config", [{"DEMO_GC_GRACE": 3600}])
+def test_an_upload_claims_an_object_waiting_for_collection(
+    page: Page, base_url: str, app: Flask
+) -> None:
+    page.goto(base_url + "/")
+    upload(page, payload("red.png", "image/png", RED))
+    page.get_by_role("button", name="Delete red.png").click()
+    age(app, RED, 7200)
+
+    upload(page, payload("red again.png", "image/png", RED))
+    expect(page.locator(".messages li")).to_have_text(
+        ["red again.png: same bytes as a deleted upload not yet collected, stored once."]
+    )
+    # That put claimed the old object afresh: even with its row gone, a collection keeps it.
+    page.get_by_role("button", name="Delete red again.png").click()
+    page.get_by_role("button", name="Collect garbage").click()
+    expect(page.locator(".messages li")).to_contain_text(["0 objects removed"])
+    assert fs.store_for(app).count() == 1
 
 
 def test_download_under_the_uploaded_name(page: Page, base_url: str) -> None:
@@ -210,33 +296,38 @@ def forged_form_site(action: str) -> Flask:
     return site
 
 
+@pytest.mark.parametrize("app_config", [{"DEMO_GC_GRACE": 3600}])
 def test_a_form_from_another_origin_changes_nothing(page: Page, base_url: str, app: Flask) -> None:
+    store = fs.store_for(app)
     page.goto(base_url + "/")
-    upload(page, payload("red.png", "image/png", RED))
-    expect(page.locator(".messages li")).to_have_text(["red.png: stored."])
-    delete_url = page.locator("form:has(button[aria-label='Delete red.png'])").get_attribute(
-        "action"
-    )
-    assert delete_url is not None
+    upload(page, payload("red.png", "image/png", RED), payload("blue.png", "image/png", BLUE))
+    page.get_by_role("button", name="Delete blue.png").click()
+    age(app, BLUE, 7200)  # what a collection would remove
+    actions = [
+        form.get_attribute("action") or "" for form in page.locator("form[method=post]").all()
+    ]
+    assert sorted(actions) == ["/collect", "/files/1/delete", "/upload"]
 
-    with running(forged_form_site(base_url + delete_url)) as port:
-        with page.expect_response(base_url + delete_url) as forged:
-            page.goto(f"http://127.0.0.1:{port}/")
-        page.wait_for_url(base_url + "/")
-
-    # The session cookie went along (same site, other port): only the token was missing.
-    assert forged.value.request.header_value("cookie")
-    assert forged.value.status == 303
-    expect(page.locator(".messages li")).to_have_text(
-        [re.compile(r"Refused: The CSRF token is missing\. Nothing was changed")]
-    )
+    for action in actions:
+        with running(forged_form_site(f"{base_url}{action}")) as port:
+            with page.expect_response(f"{base_url}{action}") as forged:
+                page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_url(base_url + "/")
+        # The session cookie went along (same site, other port): only the token was missing.
+        assert forged.value.request.header_value("cookie")
+        assert forged.value.status == 303
+        expect(page.locator(".messages li")).to_have_text(
+            ["Refused: The CSRF token is missing. Nothing was changed; try again."]
+        )
     expect(page.locator(".gallery .name")).to_have_text(["red.png"])
-    assert fs.store_for(app).count() == 1
+    assert store.count() == 2
 
-    # The gallery's own form, with its token, still works.
+    # The gallery's own forms, with their token, still work.
     page.get_by_role("button", name="Delete red.png").click()
-    expect(page.locator(".messages li")).to_have_text(["red.png: deleted."])
-    assert fs.store_for(app).count() == 0
+    expect(page.locator(".empty")).to_be_visible()
+    page.get_by_role("button", name="Collect garbage").click()
+    expect(page.locator(".messages li")).to_contain_text(["1 object removed"])
+    assert store.count() == 1
 
 
 @pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": 100 * 1024}])
@@ -253,3 +344,21 @@ def test_a_too_large_upload_says_the_limit(page: Page, base_url: str, app: Flask
 
     upload(page, payload("small.txt", "text/plain", b"x" * 1024))
     expect(page.locator(".messages li")).to_have_text(["small.txt: stored."])
+
+
+def test_a_1_0_database_keeps_its_rows(tmp_path: Path) -> None:
+    """The 1.0 demo kept one row per content, keyed by its id; its rows carry over."""
+    data = tmp_path / "data"
+    data.mkdir()
+    red_id = hashlib.sha256(RED).hexdigest()
+    with sqlite3.connect(data / "demo.sqlite3") as db:
+        db.execute(
+            "CREATE TABLE upload (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " content_type TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO upload VALUES (?, 'red.png', 'image/png')", (red_id,))
+    app = create_app(data)
+    create_app(data)  # and a second start changes nothing
+    with sqlite3.connect(app.config["DEMO_DATABASE"]) as db:
+        rows = db.execute("SELECT id, object_id, name, content_type FROM upload").fetchall()
+    assert rows == [(1, red_id, "red.png", "image/png")]

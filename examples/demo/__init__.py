@@ -2,8 +2,12 @@
 
 It follows the documented pattern: the bytes go into the store, and a database row keeps
 the content id next to what the app knows about the upload (original name, content
-type). One row per content: uploading the same bytes again is recognised as a duplicate,
-and neither stored nor listed twice; so deleting a row may delete its object at once.
+type). One row per upload: the same bytes uploaded twice, under one name or two, are two
+rows and one stored object. So deleting a row never deletes its object, which another
+row may use; "Collect garbage" sweeps the store instead, keeping every object a row
+references (the live ids) and every object stored or claimed within a short grace, and
+says how much space came back. Each row commits right after its put, well within that
+grace, which is the one rule the sweep asks of the app (docs/lifecycle.md).
 
 Every form that changes state carries a CSRF token (Flask-WTF's ``CSRFProtect``), and
 every refusal, a stale form or an upload over ``MAX_CONTENT_LENGTH``, comes back to the
@@ -26,7 +30,7 @@ from jinja2.filters import do_filesizeformat
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from flask_hashfs import FlaskHashFS
+from flask_hashfs import FlaskHashFS, SweepReport
 from flask_hashfs.headers import media_type
 from flask_hashfs.uploads import filename_extension
 
@@ -39,13 +43,19 @@ DEFAULT_DATA_FOLDER = Path(__file__).resolve().parents[2] / ".demo-data"
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp"})
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS | {".txt", ".pdf"}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS upload (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    content_type TEXT NOT NULL
+#: ``AUTOINCREMENT`` never gives a deleted row's number to a new one, so a delete form
+#: left open in another tab cannot delete a later upload.
+SCHEMA = (
+    """
+    CREATE TABLE upload (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        object_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX upload_object_id ON upload (object_id)",
 )
-"""
 
 
 def create_app(
@@ -63,6 +73,9 @@ def create_app(
         SECRET_KEY=secrets.token_hex(),
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         DEMO_DATABASE=str(data / "demo.sqlite3"),
+        # Seconds an unreferenced object survives "Collect garbage" after its last put:
+        # short, so that a visitor sees space come back; a real app keeps the CLI's 24 h.
+        DEMO_GC_GRACE=5.0,
         HASHFS_ROOT_FOLDER=str(data / "objects"),
         HASHFS_PATH_PREFIX="/uploads",
         HASHFS_SERVE=True,
@@ -72,64 +85,99 @@ def create_app(
     )
     app.config.update(config or {})
     fs.init_app(app)
+    fs.live_ids_loader(app=app)(live_ids)
     csrf.init_app(app)
-    with closing(sqlite3.connect(app.config["DEMO_DATABASE"])) as db:
-        db.execute(SCHEMA)
+    with closing(sqlite3.connect(app.config["DEMO_DATABASE"], isolation_level=None)) as db:
+        create_schema(db)
     app.add_url_rule("/", view_func=gallery)
     app.add_url_rule("/upload", view_func=upload, methods=["POST"])
-    app.add_url_rule("/files/<id>/delete", view_func=delete, methods=["POST"])
-    app.add_url_rule("/files/<id>/download", view_func=download)
+    app.add_url_rule("/files/<int:row>/delete", view_func=delete, methods=["POST"])
+    app.add_url_rule("/files/<int:row>/download", view_func=download)
+    app.add_url_rule("/collect", view_func=collect, methods=["POST"])
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(CSRFError, stale_form)
+    app.add_template_global(plural)
     return app
 
 
-@contextmanager
-def database(*, write: bool = False) -> Iterator[sqlite3.Connection]:
-    """A connection; with ``write``, one transaction that holds SQLite's write lock.
+def create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables, once (``PRAGMA user_version`` says which schema is there).
 
-    Holding that lock across the store call keeps rows and objects in step: a delete
-    cannot remove an object between another request's put (which found it a duplicate)
-    and that request's insert of its row.
+    A database from the 1.0 demo (one row per content, keyed by its id) keeps its rows.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            old = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'upload'").fetchone()
+            if old:
+                db.execute("ALTER TABLE upload RENAME TO upload_1_0")
+            for statement in SCHEMA:
+                db.execute(statement)
+            if old:
+                db.execute(
+                    "INSERT INTO upload (object_id, name, content_type)"
+                    " SELECT id, name, content_type FROM upload_1_0 ORDER BY rowid"
+                )
+                db.execute("DROP TABLE upload_1_0")
+            db.execute("PRAGMA user_version = 1")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+@contextmanager
+def database() -> Iterator[sqlite3.Connection]:
+    """A connection in autocommit mode: each statement commits on its own.
+
+    No transaction spans a store call: a row commits right after the put that produced
+    its id, and the sweep's grace covers the moment in between.
     """
     path = current_app.config["DEMO_DATABASE"]
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.row_factory = sqlite3.Row
-        if not write:
-            yield db
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        yield db
+
+
+def live_ids() -> Iterator[str]:
+    """Every object id a row references: what a sweep must keep, here and in ``flask
+    --app examples/demo hashfs gc`` (the app's live ids loader)."""
+    with database() as db:
+        for row in db.execute("SELECT DISTINCT object_id FROM upload"):
+            yield row["object_id"]
 
 
 def gallery() -> str:
     with database() as db:
-        rows = db.execute("SELECT * FROM upload ORDER BY rowid DESC").fetchall()
+        rows = db.execute(
+            "SELECT *, COUNT(*) OVER (PARTITION BY object_id) AS sharing"
+            " FROM upload ORDER BY id DESC"
+        ).fetchall()
     items = []
     for row in rows:
-        info = fs.info(row["id"])
+        info = fs.info(row["object_id"])
         if info is None:
             continue
         items.append(
             {
-                "id": row["id"],
+                "row": row["id"],
+                "id": row["object_id"],
                 "name": row["name"],
                 "content_type": row["content_type"],
                 "is_image": row["content_type"].startswith("image/"),
                 "size": info.size,
+                "shared_with": row["sharing"] - 1,
                 "url": fs.url_for(info.key),
             }
         )
     return render_template(
         "gallery.html",
         items=items,
+        objects=fs.count(),
+        stored_bytes=fs.size(),
         accept=",".join(sorted(ALLOWED_EXTENSIONS)),
         limit=upload_limit(),
+        grace=current_app.config["DEMO_GC_GRACE"],
     )
 
 
@@ -140,51 +188,96 @@ def upload() -> Response:
     for file in files:
         name = file.filename or ""
         try:
-            with database(write=True) as db:
-                address = fs.put_upload(file, allowed_extensions=ALLOWED_EXTENSIONS)
-                # The type the serving route sends: from the stored extension, never
-                # from the client.
-                content_type = media_type(filename_extension(address.relpath))
-                db.execute(
-                    "INSERT OR IGNORE INTO upload (id, name, content_type) VALUES (?, ?, ?)",
-                    (address.id, name, content_type),
-                )
-                first = db.execute("SELECT name FROM upload WHERE id = ?", (address.id,))
-                first_name = first.fetchone()["name"]
+            address = fs.put_upload(file, allowed_extensions=ALLOWED_EXTENSIONS)
         except HTTPException as refusal:
             flash(f"{name}: refused. {refusal.description}", "refused")
+            continue
+        # The type the serving route sends: from the stored extension, never from the
+        # client.
+        content_type = media_type(filename_extension(address.relpath))
+        with database() as db:
+            row = db.execute(
+                "INSERT INTO upload (object_id, name, content_type) VALUES (?, ?, ?)",
+                (address.id, name, content_type),
+            ).lastrowid
+            first = db.execute(
+                "SELECT name FROM upload WHERE object_id = ? AND id != ? ORDER BY id LIMIT 1",
+                (address.id, row),
+            ).fetchone()
+        if not address.is_duplicate:
+            flash(f"{name}: stored.", "stored")
+        elif first is not None:
+            flash(f"{name}: same bytes as {first['name']}, stored once.", "duplicate")
         else:
-            if address.is_duplicate:
-                flash(f"{name}: duplicate, already stored as {first_name}.", "duplicate")
-            else:
-                flash(f"{name}: stored.", "stored")
+            flash(
+                f"{name}: same bytes as a deleted upload not yet collected, stored once.",
+                "duplicate",
+            )
     return redirect(url_for("gallery"), code=303)
 
 
-def delete(id: str) -> Response:
-    with database(write=True) as db:
-        row = db.execute("SELECT name FROM upload WHERE id = ?", (id,)).fetchone()
-        if row is None:
+def delete(row: int) -> Response:
+    """Delete the row, never the object: another row may share it, and a put may be
+    claiming it right now. The next sweep removes it once no row uses it."""
+    with database() as db:
+        deleted = db.execute(
+            "DELETE FROM upload WHERE id = ? RETURNING name, object_id", (row,)
+        ).fetchone()
+        if deleted is None:
             abort(404)
-        db.execute("DELETE FROM upload WHERE id = ?", (id,))
-        fs.delete(id)
-    flash(f"{row['name']}: deleted.", "deleted")
+        (others,) = db.execute(
+            "SELECT COUNT(*) FROM upload WHERE object_id = ?", (deleted["object_id"],)
+        ).fetchone()
+    if others:
+        flash(
+            f"{deleted['name']}: deleted. Its bytes stay: {plural(others, 'other upload')}"
+            f" {'uses' if others == 1 else 'use'} them.",
+            "deleted",
+        )
+    else:
+        flash(f"{deleted['name']}: deleted. Collect garbage to free its space.", "deleted")
     return redirect(url_for("gallery"), code=303)
 
 
-def download(id: str) -> Response:
+def download(row: int) -> Response:
     """The object under the name it was uploaded with, not its hash."""
     with database() as db:
-        row = db.execute("SELECT name FROM upload WHERE id = ?", (id,)).fetchone()
-    if row is None:
+        found = db.execute("SELECT name, object_id FROM upload WHERE id = ?", (row,)).fetchone()
+    if found is None:
         abort(404)
-    return fs.send(id, download_name=row["name"], as_attachment=True)
+    return fs.send(found["object_id"], download_name=found["name"], as_attachment=True)
+
+
+def collect() -> Response:
+    """Sweep the store with the rows' ids as the live set, and say what came back."""
+    grace = current_app.config["DEMO_GC_GRACE"]
+    report = fs.sweep(grace=grace)
+    flash(collected(report, grace), "collected")
+    return redirect(url_for("gallery"), code=303)
+
+
+def collected(report: SweepReport, grace: float) -> str:
+    return (
+        f"Garbage collected: {plural(report.removed, 'object')} removed,"
+        f" {size(report.removed_bytes)} freed."
+        f" Kept {plural(report.kept_live, 'object')} in use ({size(report.kept_live_bytes)})"
+        f" and {plural(report.kept_recent, 'object')} ({size(report.kept_recent_bytes)})"
+        f" stored or uploaded again in the last {grace:g} seconds."
+    )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def size(count: int) -> str:
+    return do_filesizeformat(count, binary=True)
 
 
 def upload_limit() -> str | None:
     """``MAX_CONTENT_LENGTH`` as a person reads it, or None without a limit."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    return None if limit is None else do_filesizeformat(limit, binary=True)
+    return None if limit is None else size(limit)
 
 
 def too_large(error: RequestEntityTooLarge) -> Response:
