@@ -946,9 +946,13 @@ def server_failures(figures: Figures, plan: Plan, events: list[Event]) -> None:
 @contextlib.contextmanager
 def tmpfs(mount_point: Path, mib: int) -> Iterator[Path]:
     mount_point.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mount_point)], check=True
-    )
+    command = ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mount_point)]
+    mounted = subprocess.run(command, capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        raise SystemExit(
+            f"the soak fills a tmpfs of its own, and could not mount one ({mounted.stderr.strip()})"
+            ": run it as root, or with --s3"
+        )
     try:
         yield mount_point
     finally:
@@ -1035,6 +1039,9 @@ def soak(
     check_leftovers(figures, server, root, weed)
     check_workers(figures, before, measure(server))
     figures.notes.insert(0, f"faults: {dict(Counter(e.kind for e in faults.events))}")
+    for event in faults.events:
+        if event.kind in ("disk-full", "s3-outage"):
+            figures.notes.insert(1, f"{event.kind}: {event.t1 - event.t0:.1f} s")
     print(report(figures, plan, wall))
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(figures), indent=1))
