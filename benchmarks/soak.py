@@ -8,7 +8,8 @@ starts everything itself on 127.0.0.1 and stops everything at the end:
   root), or on a SeaweedFS bucket with ``--s3``;
 - client processes: uploaders (0 B to 64 MiB, 30% duplicates, some bodies aborted
   halfway, some names and types refused on purpose), readers (GET, HEAD, ranges,
-  conditional requests, hostile URLs) and a deleter;
+  conditional requests, hostile URLs), a deleter, and a sweeper (``HashFS.sweep`` with
+  the ledger as the live set, as ``flask hashfs gc`` would run);
 - faults on a schedule: SIGKILL of a random worker; the disk filled up and freed again
   (local); fsync failing with EIO in one worker (local, through ``soak_app``'s hook);
   slow clients trickling a body; the S3 server killed and restarted (``--s3``).
@@ -56,6 +57,10 @@ HERE = Path(__file__).resolve().parent
 
 KiB, MiB = 1 << 10, 1 << 20
 WORKERS = 4
+#: How often the sweeper runs, and the grace it gives: every acknowledged upload's ledger
+#: line is written within milliseconds of its answer, far within the grace.
+SWEEP_EVERY = 10.0
+SWEEP_GRACE = 10.0
 #: Memory a worker may hold at the end: a 64 MiB upload passes through in 2 MiB chunks.
 RSS_BOUND_MIB = 200
 PREFIX = "/uploads"
@@ -372,6 +377,39 @@ def deleter(plan: Plan) -> None:
         journal.timed("delete", lambda: call(plan.port, "DELETE", path), id=victim["id"])  # noqa: B023
 
 
+def sweeper(plan: Plan, root: str, storage: dict[str, Any] | None) -> None:
+    """Sweeps as a cron job would (``flask hashfs gc``): every few seconds, the ids of
+    every acknowledged upload not deleted are the live set, and the grace is short."""
+    from flask_hashfs import HashFS, StorageError, http_error
+
+    store = HashFS(root, storage_options=storage)
+    journal = Journal(plan.work / "records-sweep.jsonl")
+    view = LedgerView(plan.work)
+
+    def live() -> list[str]:
+        view.refresh(0)
+        return [entry["id"] for entry in view.entries if entry["id"] not in view.deleted]
+
+    while time.time() + SWEEP_EVERY < plan.deadline:
+        time.sleep(SWEEP_EVERY)
+        start = time.time()
+        try:
+            report = store.sweep(live, grace=SWEEP_GRACE)
+        except StorageError as exc:
+            status = http_error(exc).code or 500
+            journal.write(kind="sweep", status=status, t0=start, t1=time.time(), error=str(exc))
+            continue
+        journal.write(
+            kind="sweep",
+            status=200,
+            t0=start,
+            t1=time.time(),
+            removed=report.removed,
+            kept_live=report.kept_live,
+            kept_recent=report.kept_recent,
+        )
+
+
 def slow_client(plan: Plan) -> None:
     """Declares 8 MiB and trickles 512 bytes every 0.25 s: how long does a worker wait?"""
     journal = Journal(plan.work / f"records-slow{os.getpid()}.jsonl")
@@ -685,6 +723,8 @@ class Figures:
     slow_held_max: float = 0.0
     slow_over_timeout: int = 0
     s3_outage_503: int = 0
+    sweeps: int = 0
+    swept: int = 0
     no_retry_after: int = 0
     s3_uploads_left: int = 0
     verify_failed: int = 0
@@ -769,13 +809,16 @@ def classify(
             continue
         if kind == "abort":
             continue
+        if kind == "sweep" and status == 200:
+            figures.sweeps += 1
+            figures.swept += record["removed"]
         latencies[kind].append(record["t1"] - record["t0"])
         if kind == "hostile" and status in (200, 206):
             figures.hostile_served += 1
         if kind == "refused" and 200 <= status < 300:
             figures.refusals_accepted += 1
         figures.enospc_refusals += status == 507
-        figures.no_retry_after += status == 503 and not record.get("retry")
+        figures.no_retry_after += status == 503 and kind != "sweep" and not record.get("retry")
         if status == 0 or status >= 500:
             cause = injected(record, events, plan.timeout)
             figures.s3_outage_503 += status == 503 and cause
@@ -907,6 +950,7 @@ def report(figures: Figures, plan: Plan, wall: float) -> str:
         ("  no 507 when full, or no recovery", f.recoveries_failed, True),
         ("fsync faults fired (500)", f.fsync_faults_fired, False),
         ("  published after an fsync fault", f.published_after_fsync_fault, True),
+        ("sweeps / objects they removed", f"{f.sweeps} / {f.swept}", False),
         ("worker kills / survived", f"{f.worker_kills} / {f.kills_survived}", False),
         ("slow clients / longest hold s", f"{f.slow_clients} / {f.slow_held_max:.1f}", False),
         ("  held past the timeout", f.slow_over_timeout, True),
@@ -990,7 +1034,7 @@ def run(args: argparse.Namespace) -> Figures:
             root = str(disk / "store")
         server = start_server(work, root, storage, args.timeout)
         stack.enter_context(stopping(server.process))
-        return soak(args, work, server, root, disk, weed)
+        return soak(args, work, server, (root, storage), disk, weed)
     raise AssertionError("unreachable")
 
 
@@ -998,10 +1042,11 @@ def soak(
     args: argparse.Namespace,
     work: Path,
     server: Server,
-    root: str,
+    store: tuple[str, dict[str, Any] | None],
     disk: Path | None,
     weed: WeedMini | None,
 ) -> Figures:
+    root, storage = store
     warm_up(server.port)
     before = measure(server)
     started = time.time()
@@ -1013,6 +1058,7 @@ def soak(
     clients = [context.Process(target=uploader, args=(plan, n)) for n in range(args.uploaders)]
     clients += [context.Process(target=reader, args=(plan, n)) for n in range(args.readers)]
     clients.append(context.Process(target=deleter, args=(plan,)))
+    clients.append(context.Process(target=sweeper, args=(plan, root, storage)))
     for client in clients:
         client.start()
     faults = Faults(plan, server, disk, weed)
