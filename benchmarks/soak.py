@@ -723,6 +723,7 @@ class Figures:
     slow_held_max: float = 0.0
     slow_over_timeout: int = 0
     s3_outage_503: int = 0
+    worker_timeouts: int = 0
     sweeps: int = 0
     swept: int = 0
     no_retry_after: int = 0
@@ -772,17 +773,21 @@ def overlaps(record: dict[str, Any], events: list[Event], kind: str, grace: floa
     )
 
 
-def injected(record: dict[str, Any], events: list[Event], timeout: int) -> bool:
+def injected(record: dict[str, Any], events: list[Event]) -> bool:
     """Whether a 5xx or a dropped connection was caused by a fault the soak injected."""
     status = record["status"]
     if status == 0:
         # A large upload refused with 507 before its body is read: gunicorn closes the
         # connection without draining it, and a client still sending sees a reset.
         full = record["kind"] == "upload" and overlaps(record, events, "disk-full", 1.0)
+        # A bucket read starts at the first body byte, after the headers are decided: if
+        # the bucket fails then (down, or its volume server still starting), the answer
+        # can only be dropped; such drops count as injected up to 30 s after the S3 API
+        # answered again, while SeaweedFS's volume server may still be starting.
         return (
             full
             or overlaps(record, events, "kill", 1.0)
-            or overlaps(record, events, "s3-outage", float(timeout))
+            or overlaps(record, events, "s3-outage", 30.0)
         )
     if status == 507:
         return overlaps(record, events, "disk-full", 1.0)
@@ -820,7 +825,7 @@ def classify(
         figures.enospc_refusals += status == 507
         figures.no_retry_after += status == 503 and kind != "sweep" and not record.get("retry")
         if status == 0 or status >= 500:
-            cause = injected(record, events, plan.timeout)
+            cause = injected(record, events)
             figures.s3_outage_503 += status == 503 and cause
             if status == 0:
                 figures.injected_dropped += cause
@@ -954,6 +959,7 @@ def report(figures: Figures, plan: Plan, wall: float) -> str:
         ("worker kills / survived", f"{f.worker_kills} / {f.kills_survived}", False),
         ("slow clients / longest hold s", f"{f.slow_clients} / {f.slow_held_max:.1f}", False),
         ("  held past the timeout", f.slow_over_timeout, True),
+        ("worker timeouts (gunicorn's log)", f.worker_timeouts, False),
         ("verify failed", f.verify_failed, True),
         ("leftover temp files", f.temp_files, True),
         ("S3 multipart uploads left (killed puts)", f.s3_uploads_left, False),
@@ -979,7 +985,7 @@ def server_failures(figures: Figures, plan: Plan, events: list[Event]) -> None:
         if "status" not in event:
             continue
         record = {"status": event["status"], "t0": event["t"], "t1": event["t"], **event}
-        if not injected(record, events, plan.timeout):
+        if not injected(record, events):
             figures.server_other_5xx += 1
             figures.notes.append(f"server-side: {json.dumps(event)}")
 
@@ -1018,7 +1024,11 @@ def stopping(process: subprocess.Popen[bytes]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> Figures:
     with contextlib.ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hashfs-soak-")))
+        if args.keep:
+            work = Path(tempfile.mkdtemp(prefix="hashfs-soak-"))
+            print(f"keeping {work}", file=sys.stderr)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hashfs-soak-")))
         weed: WeedMini | None = None
         disk: Path | None = None
         storage = None
@@ -1085,9 +1095,17 @@ def soak(
     check_leftovers(figures, server, root, weed)
     check_workers(figures, before, measure(server))
     figures.notes.insert(0, f"faults: {dict(Counter(e.kind for e in faults.events))}")
-    for event in faults.events:
-        if event.kind in ("disk-full", "s3-outage"):
-            figures.notes.insert(1, f"{event.kind}: {event.t1 - event.t0:.1f} s")
+    timeline = ", ".join(
+        f"{e.kind} {e.t0 - started:.1f}" + (f"-{e.t1 - started:.1f}" if e.t1 > e.t0 + 1 else "")
+        for e in faults.events
+    )
+    figures.notes.insert(1, f"fault times (s from the start): {timeline}")
+    log = (work / "gunicorn.log").read_text(errors="replace")
+    figures.worker_timeouts = log.count("WORKER TIMEOUT")
+    for record in records:
+        if record["status"] == 0 and record["kind"] not in ("slow", "abort"):
+            when = f"{record['t0'] - started:.1f}-{record['t1'] - started:.1f}"
+            figures.notes.append(f"dropped at {when} s: {record['kind']} {record['error']}")
     print(report(figures, plan, wall))
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(figures), indent=1))
@@ -1104,6 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uploaders", type=int, default=3)
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and journals")
     args = parser.parse_args(argv)
     figures = run(args)
     return 1 if figures.failures() else 0
