@@ -67,8 +67,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 def _with_folders(event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A link made relative to an open folder, with that folder's path put in front (the
-    descriptor is closed by the time the test looks)."""
+    """A link, rmdir or unlink made relative to an open folder, with that folder's path
+    put in front (the descriptor is closed by the time the test looks)."""
+    if event in {"os.rmdir", "os.remove"}:
+        path, folder_fd = args
+        if isinstance(folder_fd, int) and folder_fd >= 0:
+            path = os.path.join(os.readlink(f"/proc/self/fd/{folder_fd}"), path)
+        return (path, folder_fd)
     if event != "os.link":
         return args
     source, target, source_fd, target_fd = args

@@ -54,6 +54,7 @@ from .base import (
     aside_name,
     key_set_aside,
 )
+from .beneath import Beneath
 from .walk import Measure, total
 
 #: Every temp file's name starts with this; no key can, because keys start with hex.
@@ -86,7 +87,7 @@ _fadvise = getattr(os, "posix_fadvise", None)
 
 def _fsync_folder(path: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FOLDER)
     except FileNotFoundError:
         return  # a concurrent delete emptied and removed it: there is nothing left to sync
     try:
@@ -119,7 +120,8 @@ class LocalBackend(Backend):
         self.dmode = dmode
         self.fsync = fsync
         self._prefix = self.location.rstrip(os.sep) + os.sep
-        self._root_id: tuple[int, int] | None = None
+        #: Every read, delete and move reaches its file through real folders of the tree.
+        self._beneath = Beneath(self.location)
         #: Temp files have no name, until open(O_TMPFILE) shows that this root cannot.
         self.anonymous = _ANONYMOUS
 
@@ -148,79 +150,33 @@ class LocalBackend(Backend):
         except (OSError, ValueError):
             return None
 
-    def _folders_are_real(self, key: str) -> bool:
-        """Refuse a key whose folders lead out of the root (a symlinked shard folder)."""
-        try:
-            return self._is_real_folder(key.rpartition("/")[0])
-        except (OSError, ValueError):
-            return False
-
-    def _is_real_folder(self, folder: str, dir_fd: int | None = None) -> bool:
-        """Whether the folder at root-relative ``folder`` is a real folder of this tree.
-
-        One stat instead of one lstat per folder: ``..`` is resolved through each folder's
-        real parent, so climbing back from the folder ends at the root itself only if
-        every folder on the way is a real folder of this tree. (A symlink from one shard
-        folder to another of the same depth inside the root would pass; it grants nothing
-        that write access to the root does not grant already.) With ``dir_fd``, the climb
-        starts from that open folder instead of from the path.
-
-        :raises FileNotFoundError: the folder is missing (a concurrent delete may have
-            removed it: publication makes it again).
-        """
-        if not folder:
-            return True
-        levels = folder.count("/") + 1
-        if dir_fd is None:
-            st = os.stat(self._prefix + folder + "/.." * levels)
-        else:
-            st = os.stat("../" * levels, dir_fd=dir_fd)
-        found = (st.st_dev, st.st_ino)
-        # The root may have been removed and made again since we last looked.
-        return found == self._root_id or found == self._refresh_root_id()
-
-    def _refresh_root_id(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.location)
-        except OSError:
-            return None
-        self._root_id = (st.st_dev, st.st_ino)
-        return self._root_id
-
     def writer(self) -> Writer:
         return _LocalWriter(self)
 
     def find(self, stem: str) -> str | None:
         """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.
 
-        The folders are checked before anything is looked at or listed: a symlinked shard
-        folder would lead out of the root. An object stored without extension then costs
-        one lstat; only with an extension is the folder listed (its entries carry their
-        file type, so no lstat per candidate).
+        The folder is opened through real folders of the tree (see ``beneath``): one
+        path lookup, whatever is found. An object stored without extension then costs
+        one lstat in it; only with an extension is the folder listed (its entries carry
+        their file type, so no lstat per candidate).
         """
         folder, _, name = stem.rpartition("/")
         try:
-            if not self._is_real_folder(folder):
-                return None
+            folder_fd = self._beneath.open_folder(folder)
         except (OSError, ValueError):
             return None
         try:
-            if stat.S_ISREG(os.lstat(self._prefix + stem).st_mode):
-                return stem
-        except OSError:
-            pass
-        try:
-            names = _stored_names(self.abspath(folder) if folder else self.location, name)
-        except OSError:
-            return None
-        return stem[: len(stem) - len(name)] + min(names) if names else None
+            return stem if _is_file(name, folder_fd) else _first_stored(stem, name, folder_fd)
+        finally:
+            os.close(folder_fd)
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
-            st = os.lstat(self.abspath(key))
+            st = self._beneath.lstat(key)
         except (OSError, ValueError):
             return None
-        if not stat.S_ISREG(st.st_mode) or not self._folders_are_real(key):
+        if not stat.S_ISREG(st.st_mode):
             return None
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
@@ -290,41 +246,58 @@ class LocalBackend(Backend):
         return fd
 
     def open(self, key: str) -> IO[bytes]:
-        path = self.abspath(key)
-        if not self._folders_are_real(key):
-            raise FileNotFoundError(errno.ENOENT, "no stored object", path)
-        try:
-            fd = os.open(path, _OPEN_READ)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
-                raise FileNotFoundError(errno.ENOENT, "no stored object", path) from None
-            raise
+        fd = self._beneath.open(key, _OPEN_READ)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise FileNotFoundError(errno.ENOENT, "no stored object", path)
+            raise FileNotFoundError(errno.ENOENT, "no stored object", self.abspath(key))
         return os.fdopen(fd, "rb")
 
     def delete(self, key: str) -> bool:
-        if self.info(key) is None:
-            return False
-        path = self.abspath(key)
+        """Unlink ``key`` in its folder, held open (it is exactly the folder that was
+        reached through real folders), then remove the folders it leaves empty."""
+        folder, _, name = key.rpartition("/")
         try:
-            os.unlink(path)
+            folder_fd = self._beneath.open_folder(folder)
+        except (OSError, ValueError):
+            return False
+        try:
+            if not stat.S_ISREG(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode):
+                return False
+            os.unlink(name, dir_fd=folder_fd)
         except FileNotFoundError:
             return False
-        self._remove_empty_from(os.path.dirname(path))
+        finally:
+            os.close(folder_fd)
+        self._remove_empty_folders(folder)
         return True
 
     def move(self, source: str, target: str) -> bool:
-        source_path = self.abspath(source)
-        created = self._link(source_path, target, follow_symlinks=False)
-        if created:
-            os.chmod(self.abspath(target), self.fmode)
-        os.unlink(source_path)
-        self._remove_empty_from(os.path.dirname(source_path))
+        """Link the file at ``source`` as ``target`` unless its id is stored, then unlink
+        ``source``. The file is opened through real folders, given ``fmode``, and the very
+        file that was opened is linked (by its descriptor, where ``/proc`` allows)."""
+        folder, _, name = source.rpartition("/")
+        folder_fd = self._beneath.open_folder(folder)
+        try:
+            fd = os.open(name, _OPEN_READ, dir_fd=folder_fd)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise FileNotFoundError(errno.ENOENT, "not a file", self.abspath(source))
+                os.fchmod(fd, self.fmode)
+                if _ANONYMOUS:
+                    created = self._link(f"/proc/self/fd/{fd}", target, follow_symlinks=True)
+                else:
+                    created = self._link(name, target, follow_symlinks=False, src_dir_fd=folder_fd)
+            finally:
+                os.close(fd)
+            os.unlink(name, dir_fd=folder_fd)
+        finally:
+            os.close(folder_fd)
+        self._remove_empty_folders(folder)
         return created
 
-    def _link(self, source: str, key: str, *, follow_symlinks: bool) -> bool:
+    def _link(
+        self, source: str, key: str, *, follow_symlinks: bool, src_dir_fd: int | None = None
+    ) -> bool:
         """Hard-link ``source`` as ``key``; False if its id is stored under any extension.
         Durable if asked.
 
@@ -348,17 +321,23 @@ class LocalBackend(Backend):
                 raise _storage_error(exc, "publish", target) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if not self._is_real_folder(folder, fd):
+                if not self._beneath.is_real_folder(folder, fd):
                     raise _not_a_folder(folder_path)  # never publish through a symlink
-                if _stored_names(folder_path, stem):
+                if _stored_names(fd, stem):
                     return False
-                os.link(source, name, dst_dir_fd=fd, follow_symlinks=follow_symlinks)
+                os.link(
+                    source,
+                    name,
+                    src_dir_fd=src_dir_fd,
+                    dst_dir_fd=fd,
+                    follow_symlinks=follow_symlinks,
+                )
             except FileExistsError:
                 return False
             except StorageError:
                 raise
             except FileNotFoundError:
-                if not os.path.exists(source):
+                if not _exists(source, src_dir_fd, follow_symlinks):
                     raise
                 # A concurrent delete removed the folder while we held it. Until that
                 # removal ends, lookups still find the dying folder; mkdir waits for it
@@ -393,7 +372,7 @@ class LocalBackend(Backend):
         folder = folder.rpartition("/")[0]
         while folder:
             try:
-                if not self._is_real_folder(folder):
+                if not self._beneath.is_real_folder(folder):
                     raise _not_a_folder(self.abspath(folder))
                 break
             except FileNotFoundError:
@@ -458,16 +437,26 @@ class LocalBackend(Backend):
     def remove_empty(self, path: str) -> None:
         key = self.resolved_key(path)
         if key is not None:
-            self._remove_empty_from(self.abspath(key))
+            self._remove_empty_folders(key)
 
-    def _remove_empty_from(self, folder: str) -> None:
-        """rmdir upwards until the root; a folder that is not empty stops it, atomically."""
-        while folder.startswith(self._prefix) and not os.path.islink(folder):
+    def _remove_empty_folders(self, folder: str) -> None:
+        """rmdir root-relative ``folder``, then each parent up to the root, until one is not
+        empty (which rmdir refuses atomically). Each is removed by name from its parent,
+        opened through real folders of the tree, so a symlink swapped in on the way is
+        never followed (rmdir of a symlink fails)."""
+        while folder:
+            parent, _, name = folder.rpartition("/")
             try:
-                os.rmdir(folder)
+                parent_fd = self._beneath.open_folder(parent)
+            except (OSError, ValueError):
+                return
+            try:
+                os.rmdir(name, dir_fd=parent_fd)
             except OSError:
                 return
-            folder = os.path.dirname(folder)
+            finally:
+                os.close(parent_fd)
+            folder = parent
 
     def temp_files(self) -> Iterator[str]:
         try:
@@ -505,6 +494,30 @@ class LocalBackend(Backend):
             os.close(fd)
 
 
+def _is_file(name: str, folder_fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _first_stored(stem: str, name: str, folder_fd: int) -> str | None:
+    """The first ``stem.<ext>`` file by name in the open folder of ``stem``."""
+    try:
+        names = _stored_names(folder_fd, name)
+    except OSError:
+        return None
+    return stem[: len(stem) - len(name)] + min(names) if names else None
+
+
+def _exists(path: str, dir_fd: int | None, follow_symlinks: bool) -> bool:
+    try:
+        os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _one(entry: os.DirEntry[str]) -> int:
     return 1
 
@@ -516,12 +529,12 @@ def _file_size(entry: os.DirEntry[str]) -> int:
         return 0
 
 
-def _stored_names(folder: str, stem: str) -> list[str]:
-    """The files in ``folder`` named ``stem`` or ``stem.<anything>``: what a lookup finds
-    and what keeps a publisher from storing the id again. One listing, whose entries carry
-    their file type."""
+def _stored_names(folder_fd: int, stem: str) -> list[str]:
+    """The files in the open folder named ``stem`` or ``stem.<anything>``: what a lookup
+    finds and what keeps a publisher from storing the id again. One listing, whose entries
+    carry their file type."""
     dotted = stem + "."
-    with os.scandir(folder) as scan:
+    with os.scandir(folder_fd) as scan:
         return [
             entry.name
             for entry in scan
