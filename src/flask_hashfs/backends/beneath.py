@@ -34,7 +34,7 @@ import sys
 #: What lookups treat as "no such object": a symlink on the way (ELOOP), a way out of
 #: the root (EXDEV), or a file where a folder should be (ENOTDIR).
 _NOT_BENEATH = {errno.ELOOP, errno.EXDEV, errno.ENOTDIR}
-_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_OPEN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _AT_FDCWD = -100
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_NO_MAGICLINKS = 0x02
@@ -103,7 +103,7 @@ class Beneath:
 
     def open(self, key: str, flags: int) -> int:
         """Open the file at root-relative ``key`` with ``flags`` (``O_NOFOLLOW`` is added)."""
-        flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= os.O_NOFOLLOW | os.O_CLOEXEC  # only ever called where both exist
         if OPENAT2:
             return self._openat2(key, flags)
         folder, _, name = key.rpartition("/")

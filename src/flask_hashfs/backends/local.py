@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from ..errors import OutsideRoot, StorageError, storage_error
+from ..errors import ConfigurationError, OutsideRoot, StorageError, storage_error
 from ..sweep import Judge, SweepReport, Tally
 from .base import (
     ASIDE_PREFIX,
@@ -57,13 +56,22 @@ from .base import (
 from .beneath import Beneath
 from .walk import Measure, total
 
+try:
+    import fcntl
+except ImportError:  # Windows: publication needs flock, so only buckets work there
+    LOCKS = False
+else:
+    LOCKS = True
+
 #: Every temp file's name starts with this; no key can, because keys start with hex.
 TEMP_PREFIX = RESERVED_PREFIX + "-tmp-"
-_OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# (getattr: this module is imported, though never used, where these flags do not exist)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_READ = os.O_RDONLY | _NOFOLLOW
+_OPEN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
 #: A sweep walks and sets aside through folder descriptors that never follow a symlink.
-_OPEN_OWN_FOLDER = _OPEN_FOLDER | os.O_NOFOLLOW
-_OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_OWN_FOLDER = _OPEN_FOLDER | getattr(os, "O_NOFOLLOW", 0)
 #: A file with no name is given one by linking its /proc/self/fd entry (linkat with
 #: AT_SYMLINK_FOLLOW), which needs no privilege, unlike linkat(fd, "", AT_EMPTY_PATH).
 _ANONYMOUS = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
@@ -115,6 +123,11 @@ class LocalBackend(Backend):
     """Files under ``root``; see the module docstring for how a put is published."""
 
     def __init__(self, root: str | os.PathLike[str], fmode: int, dmode: int, fsync: bool):
+        if not LOCKS:
+            raise ConfigurationError(
+                f"a folder root ({os.fspath(root)!r}) needs POSIX file locks (fcntl), which"
+                " this platform lacks: use an s3:// root here, or run on Linux, macOS or WSL"
+            )
         self.location = os.path.realpath(os.fspath(root))
         self.fmode = fmode
         self.dmode = dmode
