@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 
-from flask_hashfs import ConfigurationError, HashFS
+from flask_hashfs import ConfigurationError, FlaskHashFS, HashFS
 from flask_hashfs.migrate import migrate, migrate_command
 
 from .s3_server import S3Server
@@ -121,3 +122,73 @@ def test_a_killed_run_resumes_where_it_stopped(s3_server: S3Server, tmp_path: Pa
     assert code == 0, output
     assert f"copied {400 - before}, already there {before}" in output
     assert read_all(bucket) == contents
+
+
+# -- the commands' defaults ------------------------------------------------------------
+
+
+def bucket_app(s3_server: S3Server, **config: object) -> tuple[Flask, HashFS]:
+    """An app whose store is a bucket on the test server, with a layout of its own."""
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=s3_server.new_url(),
+        HASHFS_STORAGE_OPTIONS=s3_server.options,
+        HASHFS_DEPTH=2,
+        HASHFS_WIDTH=2,
+        HASHFS_ALGORITHM="sha1",
+    )
+    app.config.update(config)
+    extension = FlaskHashFS(app)
+    return app, extension.store_for(app)
+
+
+def test_flask_migrate_copies_the_apps_store_with_its_layout(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    app, store = bucket_app(s3_server)
+    address = store.put(io.BytesIO(b"from the app's own bucket"), extension=".txt")
+    target = tmp_path / "copy"
+    result = app.test_cli_runner().invoke(args=["hashfs", "migrate", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "copied 1," in result.output
+    copy = HashFS(target, depth=2, width=2, algorithm="sha1")
+    assert copy.get(address.id) == address._replace(abspath=str(target / address.relpath))
+
+
+def test_a_bucket_target_gets_the_apps_storage_options(s3_server: S3Server) -> None:
+    """The app names its endpoint; a target bucket on no endpoint of its own would be
+    AWS's: it gets the app's, and reaches the same server."""
+    app, store = bucket_app(s3_server)
+    address = store.put(io.BytesIO(b"bucket to bucket"))
+    target = s3_server.new_url()
+    result = app.test_cli_runner().invoke(args=["hashfs", "migrate", target])
+    assert result.exit_code == 0, result.output
+    copy = HashFS(target, 2, 2, "sha1", storage_options=s3_server.options)
+    assert copy.get(address.id) is not None
+
+
+def test_target_options_without_the_apps_endpoint_are_refused(s3_server: S3Server) -> None:
+    app, _ = bucket_app(s3_server)
+    runner = app.test_cli_runner()
+    args = ["hashfs", "migrate", s3_server.new_url(), "--target-storage-options"]
+    result = runner.invoke(args=[*args, json.dumps({"region_name": "us-east-1"})])
+    assert result.exit_code == 2
+    assert "would go to AWS's default endpoint" in result.output
+    assert s3_server.options["endpoint_url"] in result.output
+    result = runner.invoke(args=[*args, json.dumps(s3_server.options)])
+    assert result.exit_code == 0, result.output
+
+
+def test_python_m_migrate_runs_without_a_warning(tmp_path: Path) -> None:
+    HashFS(tmp_path / "a").put(io.BytesIO(b"standalone"))
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "flask_hashfs.migrate", "a", "b"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
+    assert "copied 1," in done.stdout

@@ -5,6 +5,9 @@
 or removes files, and removes temp files only when no live writer holds them. ``gc``
 removes objects that no row references and that no put stored or claimed within the
 grace period; it is safe on a live store as long as rows commit within that grace.
+
+``migrate`` is imported when it runs, not with this module: the package imports this
+module, and ``python -m flask_hashfs.migrate`` must find the module not yet imported.
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .migrate import migrate_command
 from .store import HashFS
 
 if TYPE_CHECKING:
     from .extension import FlaskHashFS
 
 hashfs_cli = AppGroup("hashfs", help="Check, repair and migrate the Flask-HashFS store.")
-hashfs_cli.add_command(migrate_command)
 
 
 def _extension() -> FlaskHashFS:
@@ -135,3 +136,57 @@ def gc(grace: float, dry_run: bool, allow_short_grace: bool) -> None:
     click.echo(f"{verb}: {report.removed} objects, {report.removed_bytes} bytes")
     click.echo(f"kept as live: {report.kept_live} objects, {report.kept_live_bytes} bytes")
     click.echo(f"kept as recent: {report.kept_recent} objects, {report.kept_recent_bytes} bytes")
+
+
+@hashfs_cli.command("migrate")
+@click.argument("stores", nargs=-1, required=True, metavar="[SOURCE] TARGET")
+@click.option("--depth", type=int, help="Shard folders above each object [the app's].")
+@click.option("--width", type=int, help="Characters per shard folder [the app's].")
+@click.option("--algorithm", help="The stores' hash [the app's].")
+@click.option(
+    "--storage-options",
+    envvar="HASHFS_STORAGE_OPTIONS",
+    help="JSON object for the s3:// side(s) [the app's HASHFS_STORAGE_OPTIONS].",
+)
+@click.option(
+    "--target-storage-options",
+    help="JSON object for an s3:// TARGET [the source's storage options].",
+)
+@click.option("--workers", default=4, show_default=True, help="Objects copied at once.")
+def migrate(
+    stores: tuple[str, ...],
+    depth: int | None,
+    width: int | None,
+    algorithm: str | None,
+    storage_options: str | None,
+    target_storage_options: str | None,
+    workers: int,
+) -> None:
+    """Copy the app's store (or SOURCE) to TARGET under the same keys, so every address
+    stays valid.
+
+    SOURCE and TARGET are folders or s3://bucket/prefix URLs. The layout and storage
+    options default to the app's (HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ALGORITHM,
+    HASHFS_STORAGE_OPTIONS); a bucket TARGET gets the source's storage options unless
+    --target-storage-options says otherwise. Run it again after an interruption: what is
+    already in TARGET is skipped. Exits with 1 if some object was not copied.
+    """
+    from .migrate import open_store, parse_options, run, target_options
+
+    if len(stores) > 2:
+        raise click.UsageError("give at most two stores: [SOURCE] TARGET")
+    app_store = _store()
+    config = current_app.config
+    source, target = stores if len(stores) == 2 else (app_store.root, stores[0])
+    depth = config["HASHFS_DEPTH"] if depth is None else depth
+    width = config["HASHFS_WIDTH"] if width is None else width
+    algorithm = config["HASHFS_ALGORITHM"] if algorithm is None else algorithm
+    options = parse_options(storage_options, "--storage-options")
+    if options is None:
+        options = config["HASHFS_STORAGE_OPTIONS"]
+    given = parse_options(target_storage_options, "--target-storage-options")
+    run(
+        open_store(source, depth, width, algorithm, options),
+        open_store(target, depth, width, algorithm, target_options(options, given, target)),
+        workers,
+    )

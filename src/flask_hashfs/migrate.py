@@ -100,25 +100,77 @@ def _copy(source: HashFS, target: HashFS, key: str) -> Outcome:
         return "copied" if writer.publish(key) else "present"
 
 
-def _options(text: str | None) -> dict[str, object] | None:
+StorageOptions = dict[str, object]
+
+
+def parse_options(text: str | None, hint: str) -> StorageOptions | None:
+    """The JSON object given on the command line, or None if nothing was given."""
     if not text:
         return None
     try:
         options = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--storage-options") from None
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=hint) from None
     if not isinstance(options, dict):
-        raise click.BadParameter("a JSON object, {...}", param_hint="--storage-options")
+        raise click.BadParameter("a JSON object, {...}", param_hint=hint)
     return options
 
 
-def _open(root: str, depth: int, width: int, algorithm: str, options: str | None) -> HashFS:
+def target_options(
+    source: StorageOptions | None, target: StorageOptions | None, target_root: str
+) -> StorageOptions | None:
+    """The storage options of the target: those given for it, else the source's.
+
+    A target given options of its own that name no ``endpoint_url`` while the source's
+    do would silently go to AWS's endpoint instead of the provider the app uses: that is
+    refused. ``"endpoint_url": null`` says AWS on purpose.
+    """
+    if target is None:
+        return source
+    if source and source.get("endpoint_url") and "endpoint_url" not in target:
+        raise click.BadParameter(
+            f"the source uses the endpoint {source['endpoint_url']!r}, and these options"
+            f" name none for {target_root}, which would go to AWS's default endpoint:"
+            ' add "endpoint_url" (null means AWS)',
+            param_hint="--target-storage-options",
+        )
+    return target
+
+
+def open_store(
+    root: str, depth: int, width: int, algorithm: str, options: StorageOptions | None
+) -> HashFS:
     """A store on ``root``; storage options only apply to object storage roots."""
-    storage_options = _options(options) if "://" in root else None
     try:
-        return HashFS(root, depth, width, algorithm, storage_options=storage_options, fsync=True)
+        return HashFS(
+            root,
+            depth,
+            width,
+            algorithm,
+            storage_options=options if "://" in root else None,
+            fsync=True,
+        )
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def run(source: HashFS, target: HashFS, workers: int) -> None:
+    """Copy with a progress bar, print what happened, exit with 1 if something was left."""
+    try:
+        total = source.count()
+        label = f"{source.root} -> {target.root}"
+        with click.progressbar(length=total, label=label, show_pos=True) as bar:
+            result = migrate(source, target, workers=workers, done=lambda *_: bar.update(1))
+    except HashFSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"copied {len(result.copied)}, already there {len(result.present)},"
+        f" corrupted {len(result.corrupted)}, not objects {len(result.skipped)}"
+    )
+    _report("corrupted in the source, not copied (see repair)", result.corrupted)
+    _report("not objects of this layout, not copied", result.skipped)
+    if result.corrupted or result.skipped:
+        raise SystemExit(1)
 
 
 @click.command("migrate")
@@ -132,6 +184,10 @@ def _open(root: str, depth: int, width: int, algorithm: str, options: str | None
     envvar="HASHFS_STORAGE_OPTIONS",
     help="JSON object for the s3:// side(s): endpoint_url, region_name, credentials...",
 )
+@click.option(
+    "--target-storage-options",
+    help="JSON object for an s3:// TARGET, if it differs from the source's options.",
+)
 @click.option("--workers", default=4, show_default=True, help="Objects copied at once.")
 def migrate_command(
     source: str,
@@ -140,6 +196,7 @@ def migrate_command(
     width: int,
     algorithm: str,
     storage_options: str | None,
+    target_storage_options: str | None,
     workers: int,
 ) -> None:
     """Copy the store at SOURCE to TARGET under the same keys, so every address stays valid.
@@ -148,24 +205,13 @@ def migrate_command(
     interruption: what is already in TARGET is skipped. Each object is hashed on the way
     and copied only if it matches its id. Exits with 1 if some object was not copied.
     """
-    source_store = _open(source, depth, width, algorithm, storage_options)
-    target_store = _open(target, depth, width, algorithm, storage_options)
-    try:
-        total = source_store.count()
-        with click.progressbar(length=total, label=f"{source} -> {target}", show_pos=True) as bar:
-            result = migrate(
-                source_store, target_store, workers=workers, done=lambda *_: bar.update(1)
-            )
-    except HashFSError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"copied {len(result.copied)}, already there {len(result.present)},"
-        f" corrupted {len(result.corrupted)}, not objects {len(result.skipped)}"
+    options = parse_options(storage_options, "--storage-options")
+    given = parse_options(target_storage_options, "--target-storage-options")
+    run(
+        open_store(source, depth, width, algorithm, options),
+        open_store(target, depth, width, algorithm, target_options(options, given, target)),
+        workers,
     )
-    _report("corrupted in the source, not copied (see repair)", result.corrupted)
-    _report("not objects of this layout, not copied", result.skipped)
-    if result.corrupted or result.skipped:
-        raise SystemExit(1)
 
 
 def _report(title: str, keys: Iterable[str]) -> None:
