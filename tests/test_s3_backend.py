@@ -119,19 +119,23 @@ def test_publishing_over_an_object_changes_nothing_and_leaves_no_upload(
 
 
 def test_objects_carry_type_and_cache_headers(store: HashFS, s3_server: S3Server) -> None:
+    """(tests/test_s3_headers.py checks every header against the app's own route.)"""
     cases = (
-        (b"x", ".png", "image/png", None),
-        (blob(LARGE), "", "application/octet-stream", None),
+        (b"x", ".png", "image/png", False),
+        (blob(LARGE), "", "application/octet-stream", True),
         # Fetched straight from a public bucket, a user's page must not render.
-        (b"<script>alert(1)</script>", ".html", "text/html", "attachment"),
-        (b"<svg onload='alert(1)'/>", ".svg", "image/svg+xml", "attachment"),
+        (b"<script>alert(1)</script>", ".html", "text/html; charset=utf-8", True),
+        (b"<svg onload='alert(1)'/>", ".svg", "image/svg+xml; charset=utf-8", True),
     )
     _, prefix = s3.split_url(store.root)
-    for data, ext, media_type, disposition in cases:
+    for data, ext, media_type, attachment in cases:
         address = store.put(io.BytesIO(data), ext)
         head = s3_server.client.head_object(Bucket=BUCKET, Key=f"{prefix}/{address.relpath}")
         assert head["ContentType"] == media_type
-        assert head.get("ContentDisposition") == disposition
+        name = address.id + ext
+        assert head.get("ContentDisposition") == (
+            f'attachment; filename="{name}"' if attachment else None
+        )
         assert head["CacheControl"] == CACHE_CONTROL
 
 

@@ -185,8 +185,9 @@ def migrate(
     if options is None:
         options = config["HASHFS_STORAGE_OPTIONS"]
     given = parse_options(target_storage_options, "--target-storage-options")
+    inline = config["HASHFS_INLINE_TYPES"]
     run(
-        open_store(source, depth, width, algorithm, options),
-        open_store(target, depth, width, algorithm, target_options(options, given, target)),
+        open_store(source, depth, width, algorithm, options, inline),
+        open_store(target, depth, width, algorithm, target_options(options, given, target), inline),
         workers,
     )

@@ -142,6 +142,7 @@ class FlaskHashFS:
         root = config["HASHFS_ROOT_FOLDER"]
         if not root:
             raise _config_error("HASHFS_ROOT_FOLDER", "must be set", missing=True)
+        serving = _serve_options(config)
         try:
             store = HashFS(
                 root,
@@ -150,11 +151,11 @@ class FlaskHashFS:
                 algorithm=config["HASHFS_ALGORITHM"],
                 fsync=config["HASHFS_FSYNC"],
                 storage_options=config["HASHFS_STORAGE_OPTIONS"],
+                inline_types=serving.inline_types,
             )
         except ConfigurationError as exc:
             keys = "HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER"
             raise _config_error(f"{keys}, HASHFS_STORAGE_OPTIONS", str(exc)) from exc
-        serving = _serve_options(config)
         if (serving.x_accel_redirect or serving.x_sendfile) and store.signs_urls:
             raise _config_error(
                 "HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE",

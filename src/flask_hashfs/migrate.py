@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +19,7 @@ from typing import Literal
 import click
 
 from .errors import ConfigurationError, HashFSError
+from .headers import DEFAULT_INLINE_TYPES
 from .store import HashFS
 from .streams import CHUNK_SIZE
 
@@ -138,9 +139,15 @@ def target_options(
 
 
 def open_store(
-    root: str, depth: int, width: int, algorithm: str, options: StorageOptions | None
+    root: str,
+    depth: int,
+    width: int,
+    algorithm: str,
+    options: StorageOptions | None,
+    inline_types: Collection[str] = DEFAULT_INLINE_TYPES,
 ) -> HashFS:
-    """A store on ``root``; storage options only apply to object storage roots."""
+    """A store on ``root``; storage options only apply to object storage roots. A bucket
+    stores each object it is given with the headers that ``inline_types`` decide."""
     try:
         return HashFS(
             root,
@@ -149,6 +156,7 @@ def open_store(
             algorithm,
             storage_options=options if "://" in root else None,
             fsync=True,
+            inline_types=inline_types,
         )
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -14,54 +14,43 @@ unless a view sends it as private (``FlaskHashFS.send``).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING
-from urllib.parse import quote
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import http_date
-from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import FileWrapper, wrap_file
 
 from .address import StoredObject
 from .conditional import NOT_MODIFIED, precondition_status, requested_range
 from .errors import ObjectNotFound, StorageError
-from .headers import CACHE_CONTROL, PRIVATE_CACHE_CONTROL, is_active, media_type
+from .headers import (
+    CACHE_CONTROL,
+    DEFAULT_INLINE_TYPES,
+    PRIVATE_CACHE_CONTROL,
+    content_disposition,
+    inline_types,
+    object_headers,
+    type_headers,
+)
 from .http_errors import http_error
 from .store import HashFS
 
+__all__ = [
+    "DEFAULT_INLINE_TYPES",
+    "ObjectServer",
+    "ServeOptions",
+    "content_disposition",
+    "delegated_headers",
+    "respond",
+    "store_response",
+]
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-#: Types a browser may render inline on the app's origin: media that runs no script.
-DEFAULT_INLINE_TYPES = frozenset(
-    {
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "image/avif",
-        "image/bmp",
-        "image/x-icon",
-        "image/vnd.microsoft.icon",
-        "audio/mpeg",
-        "audio/ogg",
-        "audio/wav",
-        "audio/x-wav",
-        "audio/webm",
-        "audio/flac",
-        "audio/aac",
-        "audio/mp4",
-        "video/mp4",
-        "video/webm",
-        "video/ogg",
-        "text/plain",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -79,9 +68,7 @@ class ServeOptions:
     x_sendfile: bool = False
 
     def __post_init__(self) -> None:
-        active = sorted(t for t in self.inline_types if is_active(t))
-        if active:
-            raise ValueError(f"active content can never be served inline: {active}")
+        object.__setattr__(self, "inline_types", inline_types(self.inline_types))
         if self.x_accel_redirect is not None and self.x_sendfile:
             raise ValueError("choose one hand-off: X-Accel-Redirect or X-Sendfile")
         if self.x_accel_redirect is not None and not (
@@ -93,43 +80,10 @@ class ServeOptions:
             )
 
 
-@lru_cache(maxsize=256)
-def _type_headers(extension: str, inline_types: frozenset[str]) -> tuple[str, bool]:
-    mimetype = media_type(extension)
-    return get_content_type(mimetype, "utf-8"), mimetype in inline_types
-
-
-def content_disposition(disposition: str, download_name: str | None) -> str:
-    """``attachment`` or ``inline``, with a download name that survives non-ASCII.
-
-    The RFC 6266 ``filename*`` carries the exact name; ``filename`` an ASCII fallback
-    for old clients (the same encoding werkzeug's ``send_file`` uses).
-    """
-    if not download_name:
-        return disposition
-    # A name from a database row must not end the header line or add another one.
-    download_name = "".join(c for c in download_name if unicodedata.category(c) != "Cc")
-    try:
-        download_name.encode("ascii")
-    except UnicodeEncodeError:
-        simple = unicodedata.normalize("NFKD", download_name)
-        simple = simple.encode("ascii", "ignore").decode("ascii")
-        quoted = quote(download_name, safe="!#$&+-.^_`|~")
-        return f"{disposition}; filename={_quote(simple)}; filename*=UTF-8''{quoted}"
-    return f"{disposition}; filename={_quote(download_name)}"
-
-
 def delegated_headers(id: str, extension: str, options: ServeOptions) -> tuple[str, str | None]:
     """``Content-Type`` and ``Content-Disposition`` (None: inline) for a response that
     the storage sends itself, from a signed URL: the same decisions as :func:`respond`."""
-    content_type, inline = _type_headers(extension, options.inline_types)
-    if inline:
-        return content_type, None
-    return content_type, content_disposition("attachment", id + extension)
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return object_headers(id, extension, options.inline_types)
 
 
 def respond(
@@ -164,7 +118,7 @@ def respond(
     status = precondition_status(environ, obj.id, mtime)
     if status is not None:
         return _bodiless(status, etag, cache_control)
-    content_type, inline = _type_headers(obj.extension, options.inline_types)
+    content_type, inline = type_headers(obj.extension, options.inline_types)
     headers = {
         "Content-Type": content_type,
         "ETag": etag,

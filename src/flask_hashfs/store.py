@@ -11,7 +11,7 @@ import errno
 import io
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
 from itertools import chain
 from typing import IO, Any
@@ -20,6 +20,7 @@ from .address import HashAddress, StoredObject
 from .backends import Backend, ObjectInfo, Writer, open_backend
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot, StorageError
 from .hashing import BackgroundHasher
+from .headers import DEFAULT_INLINE_TYPES
 from .layout import Layout, is_extension, normalize_extension
 from .streams import ByteChunks, PutInput
 from .sweep import LiveIds, SweepReport, grace_seconds
@@ -47,6 +48,13 @@ class HashFS:
     :param storage_options: for an object storage root: the endpoint, region and
         credentials (see ``docs/object-storage.md``); what is not given comes from the
         standard AWS environment variables.
+    :param inline_types: media types a browser may render inline; a bucket stores every
+        other type's objects as attachments (``Content-Disposition``), as the app's
+        route sends them. ``FlaskHashFS`` passes ``HASHFS_INLINE_TYPES``.
+    :raises ValueError: an inline type that runs script or markup (HTML, XML, JavaScript).
+
+    .. versionchanged:: 1.1
+        ``inline_types``.
 
     .. versionchanged:: 1.0
         Invalid ids and paths outside the root are refused; ``fsync`` was added;
@@ -64,10 +72,16 @@ class HashFS:
         *,
         fsync: bool = True,
         storage_options: Mapping[str, Any] | None = None,
+        inline_types: Collection[str] = DEFAULT_INLINE_TYPES,
     ) -> None:
         self._layout = Layout(depth, width, algorithm)
         self.backend: Backend = open_backend(
-            root, fmode=fmode, dmode=dmode, fsync=fsync, storage_options=storage_options
+            root,
+            fmode=fmode,
+            dmode=dmode,
+            fsync=fsync,
+            storage_options=storage_options,
+            inline_types=inline_types,
         )
         self.root = self.backend.location
         self.depth = depth

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..headers import DEFAULT_INLINE_TYPES
+from ..headers import inline_types as checked_inline_types
 from .base import Backend, ObjectInfo, Writer
 from .local import LocalBackend
 
@@ -24,12 +26,15 @@ def open_backend(
     dmode: int,
     fsync: bool,
     storage_options: Mapping[str, Any] | None = None,
+    inline_types: Collection[str] = DEFAULT_INLINE_TYPES,
 ) -> Backend:
     """The backend a root names: ``s3://bucket[/prefix]`` is a bucket, anything else a folder.
 
     The object storage client is imported only for an ``s3://`` root, so the local store
-    needs nothing beyond the standard library.
+    needs nothing beyond the standard library. ``inline_types`` decide the headers a
+    bucket stores with each object (see ``headers.object_headers``).
     """
+    inline = checked_inline_types(inline_types)
     text = os.fspath(root)
     scheme = _URL.match(text)
     if scheme is None:
@@ -46,4 +51,4 @@ def open_backend(
         raise ConfigurationError(f"{text!r} needs boto3: pip install 'Flask-HashFS[s3]'")
     from .s3 import S3Backend
 
-    return S3Backend(text, storage_options)
+    return S3Backend(text, storage_options, inline_types=inline)

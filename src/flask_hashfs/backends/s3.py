@@ -66,7 +66,7 @@ from ..errors import (
     StorageUnavailable,
     storage_error,
 )
-from ..headers import CACHE_CONTROL, is_active, media_type
+from ..headers import CACHE_CONTROL, DEFAULT_INLINE_TYPES, object_headers
 from ..sweep import Judge, SweepReport, Tally
 from .base import (
     ASIDE_PREFIX,
@@ -169,10 +169,18 @@ class S3Backend(Backend):
         (``"path"``, ``"virtual"`` or ``"auto"``) and ``max_attempts`` (per request,
         retries included; default 5). What is not given comes from the standard AWS
         environment variables and files.
+    :param inline_types: the media types stored without ``Content-Disposition``.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        inline_types: frozenset[str] = DEFAULT_INLINE_TYPES,
+    ) -> None:
         self.bucket, self.prefix = split_url(url)
+        self.inline_types = inline_types
         self.location = SCHEME + self.bucket + ("/" + self.prefix if self.prefix else "")
         self._key_prefix = self.prefix + "/" if self.prefix else ""
         options = dict(storage_options or {})
@@ -252,14 +260,18 @@ class S3Backend(Backend):
 
     def _headers(self, key: str) -> dict[str, str]:
         """What the bucket answers with when a browser or CDN fetches the object itself:
-        the type serving would send, and never inline for HTML, XML or script, so that a
-        public bucket cannot be made to run a user's upload as a page."""
+        what the app's route sends (``headers.object_headers``), so that a public bucket
+        or a CDN neither renders what the app sends as an attachment nor runs a user's
+        upload as a page. (``nosniff`` and the attachment's ``sandbox`` policy are no
+        headers a bucket can store: docs/object-storage.md says where to add them.)"""
         name = key.rpartition("/")[2]
         dot = name.find(".", 1)
-        content_type = media_type("" if dot < 0 else name[dot:])
+        extension = "" if dot < 0 else name[dot:]
+        id = key[: len(key) - len(extension)].replace("/", "")
+        content_type, disposition = object_headers(id, extension, self.inline_types)
         headers = {"ContentType": content_type, "CacheControl": CACHE_CONTROL}
-        if is_active(content_type):
-            headers["ContentDisposition"] = "attachment"
+        if disposition is not None:
+            headers["ContentDisposition"] = disposition
         return headers
 
     def _put(self, key: str, body: IO[bytes]) -> bool:
