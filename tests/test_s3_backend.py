@@ -58,9 +58,11 @@ def requests(store: HashFS) -> Requests:
     return Requests(store)
 
 
-def test_small_put_is_a_claim_a_listing_and_the_upload(store: HashFS, requests: Requests) -> None:
+def test_small_put_is_a_claim_a_listing_the_id_marker_and_the_upload(
+    store: HashFS, requests: Requests
+) -> None:
     address = store.put(io.BytesIO(b"avatar"), ".png")
-    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject"]
+    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject", "PutObject"]
     assert store.put(io.BytesIO(b"avatar")).is_duplicate
     assert requests.take() == ["PutObject", "ListObjectsV2"]  # the claim, then the lookup
     assert store.exists(address.id)
@@ -83,7 +85,7 @@ def test_put_up_to_the_threshold_is_one_request_from_the_spool(
     data = blob(LARGE)
     assert s3.PART_SIZE < len(data) <= s3.MULTIPART_THRESHOLD
     address = store.put(io.BytesIO(data))
-    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject"]
+    assert requests.take() == ["PutObject", "ListObjectsV2", "PutObject", "PutObject"]
     with store.open(address.id) as stream:
         assert stream.read() == data
 
@@ -96,8 +98,9 @@ def test_large_put_is_multipart_and_its_duplicate_uploads_nothing(
     store.put(io.BytesIO(data))
     sent = requests.take()
     parts = -(-len(data) // s3.PART_SIZE)
-    assert sent[:3] == ["PutObject", "ListObjectsV2", "CreateMultipartUpload"]
-    assert sent[3:] == ["UploadPart"] * parts + ["CompleteMultipartUpload"]
+    # the claim, the lookup, the id marker, then the upload
+    assert sent[:4] == ["PutObject", "ListObjectsV2", "PutObject", "CreateMultipartUpload"]
+    assert sent[4:] == ["UploadPart"] * parts + ["CompleteMultipartUpload"]
     assert store.put(io.BytesIO(data)).is_duplicate
     assert requests.take() == ["PutObject", "ListObjectsV2"]
 

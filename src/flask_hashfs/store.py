@@ -160,7 +160,8 @@ class HashFS:
         key = stem + ext
         for _ in range(_SETTLE_ROUNDS):
             if writer.publish(key):
-                return HashAddress(id, key, self.backend.abspath(key), False)
+                created = writer.published or key
+                return HashAddress(id, created, self.backend.abspath(created), False)
             existing = self._find_stem(stem)
             if existing is not None and self.backend.freshen(existing):
                 return HashAddress(id, existing, self.backend.abspath(existing), True)

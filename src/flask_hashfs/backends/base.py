@@ -48,6 +48,11 @@ class Writer(ABC):
     Used as a context manager: leaving it without :meth:`publish` discards the copy.
     """
 
+    #: The key :meth:`publish` created, when the backend stored the id under another key
+    #: than the one asked for (a bucket: the key a racing put chose for the id); None:
+    #: the key asked for.
+    published: str | None = None
+
     @abstractmethod
     def write(self, data: bytes) -> None: ...
 

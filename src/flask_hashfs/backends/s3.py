@@ -10,6 +10,17 @@ object, or a multipart upload whose ``CompleteMultipartUpload`` carries the cond
 existing object makes it fail with 412, which is a duplicate, never an overwrite; a failed
 or refused multipart upload is aborted, so nothing partial or hidden stays behind.
 
+One object per id. ``If-None-Match`` guards one key, and the same content put with two
+extensions has two keys. So before it uploads, a put creates the id's marker,
+``.hashfs/ids/<id>``, with ``If-None-Match: *``, naming the key it chose. A put that
+finds the marker there uploads its bytes (the same bytes: the same id) under the key the
+marker names instead of its own. Every racing put thus uploads, create-if-absent, to
+the one key: exactly one creates the object and reports ``is_duplicate=False`` (under
+the marker's key, which may carry another put's extension), and the others report a
+duplicate. The object is there when any of them returns, even if the put that chose the
+key died before its upload, or a sweep removed the object since. A new put is thus one
+request more (the marker); ``delete`` removes the marker that names the deleted key.
+
 boto3 is the client because it is the one of boto3, obstore and s3fs that offers all
 of this: obstore turns a conditional put into one in-memory request and cannot list or
 abort multipart uploads; s3fs is the same botocore under an asyncio layer, and slower.
@@ -129,6 +140,8 @@ _EXISTS = frozenset({"PreconditionFailed", "412"})
 _CONFLICT = "ConditionalRequestConflict"
 _CONFLICT_RETRIES = 5
 _T = TypeVar("_T")
+#: The key of an id's marker (see the module docstring) is this and the id.
+IDS_PREFIX = RESERVED_PREFIX + "/ids/"
 #: SigV4 URLs live at most 7 days; a URL is valid for two windows (see signed_url).
 MAX_SIGNING_WINDOW = 7 * 24 * 3600 // 2
 #: The key of an id's claim is this and the id.
@@ -149,6 +162,15 @@ def split_url(url: str) -> tuple[str, str]:
     if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
         raise ConfigurationError(f"the prefix in {url!r} has an empty, '.' or '..' part")
     return bucket, prefix
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """``(stem, extension)`` of a key: the extension starts at the name's first dot."""
+    name = key.rpartition("/")[2]
+    dot = name.find(".", 1)
+    if dot < 0:
+        return key, ""
+    return key[: len(key) - len(name) + dot], name[dot:]
 
 
 def _code(exc: ClientError) -> str:
@@ -264,11 +286,10 @@ class S3Backend(Backend):
         or a CDN neither renders what the app sends as an attachment nor runs a user's
         upload as a page. (``nosniff`` and the attachment's ``sandbox`` policy are no
         headers a bucket can store: docs/object-storage.md says where to add them.)"""
-        name = key.rpartition("/")[2]
-        dot = name.find(".", 1)
-        extension = "" if dot < 0 else name[dot:]
-        id = key[: len(key) - len(extension)].replace("/", "")
-        content_type, disposition = object_headers(id, extension, self.inline_types)
+        stem, extension = _split_key(key)
+        content_type, disposition = object_headers(
+            stem.replace("/", ""), extension, self.inline_types
+        )
         headers = {"ContentType": content_type, "CacheControl": CACHE_CONTROL}
         if disposition is not None:
             headers["ContentDisposition"] = disposition
@@ -277,15 +298,19 @@ class S3Backend(Backend):
     def _put(self, key: str, body: IO[bytes]) -> bool:
         """One conditional ``PutObject`` of ``body`` from its start: False if the key
         already exists."""
+        return self._create(self._name(key), body, self._headers(key), key)
+
+    def _create(self, name: str, body: IO[bytes], headers: dict[str, str], key: str) -> bool:
+        """``PutObject`` of ``body`` as ``name`` unless it exists: False if it does."""
         for attempt in range(_CONFLICT_RETRIES):
             body.seek(0)
             try:
                 self.client.put_object(
                     Bucket=self.bucket,
-                    Key=self._name(key),
+                    Key=name,
                     Body=body,
                     IfNoneMatch="*",
-                    **self._headers(key),  # type: ignore[arg-type]
+                    **headers,  # type: ignore[arg-type]
                 )
             except ClientError as exc:
                 if _code(exc) in _EXISTS:
@@ -344,6 +369,54 @@ class S3Backend(Backend):
         finally:
             pool.shutdown()
         return True
+
+    # -- one object per id (see the module docstring) -----------------------------------
+
+    def _marker(self, key: str) -> str:
+        return self._key_prefix + IDS_PREFIX + _split_key(key)[0].replace("/", "")
+
+    def _choose(self, key: str) -> str:
+        """The key under which the id of ``key`` is stored: ``key`` if this call created
+        the id's marker (or found no marker this store wrote), else the key the marker
+        names."""
+        marker = self._marker(key)
+        stem = _split_key(key)[0]
+        for _ in range(_CONFLICT_RETRIES):
+            if self._create(marker, io.BytesIO(key.encode()), {"ContentType": "text/plain"}, key):
+                return key
+            chosen = self._marker_names(marker, key)
+            if chosen is None:
+                continue  # deleted since, with its object: claim the id again
+            if _split_key(chosen)[0] == stem:
+                return chosen
+            break  # not a marker this store wrote: the key's own condition decides
+        return key
+
+    def _marker_names(self, marker: str, key: str) -> str | None:
+        """The key the marker names, or None if there is no marker."""
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=marker)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._error(exc, "read the id marker of", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "read the id marker of", key) from None
+        with reply["Body"] as body:
+            return bytes(body.read()).decode("utf-8", "replace")
+
+    def _drop_marker(self, key: str) -> None:
+        """Remove the id's marker if it names ``key`` (just deleted): the id may then be
+        stored again, under any extension. The store's own keys have no marker."""
+        if key.startswith(RESERVED_PREFIX):
+            return
+        marker = self._marker(key)
+        if self._marker_names(marker, key) == key:
+            self._call(
+                "delete the id marker of",
+                key,
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=marker),
+            )
 
     def _abort(self, name: str, upload: str) -> bool:
         """Drop an upload's parts; False if it was gone (or the abort failed: the sweep
@@ -487,6 +560,7 @@ class S3Backend(Backend):
             self.move(aside, key)
             return False
         self._delete_key(aside)
+        self._drop_marker(key)
         if claim is not None:
             self._delete_key(CLAIMS_PREFIX + id)
         return True
@@ -555,6 +629,7 @@ class S3Backend(Backend):
             key,
             lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(key)),
         )
+        self._drop_marker(key)
         return True
 
     def move(self, source: str, target: str) -> bool:
@@ -568,6 +643,7 @@ class S3Backend(Backend):
             source,
             lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(source)),
         )
+        self._drop_marker(source)
         return created
 
     # -- listing -----------------------------------------------------------------------
@@ -707,11 +783,19 @@ class _S3Writer(Writer):
             ) from None
 
     def publish(self, key: str) -> bool:
+        """Upload under the key chosen for the id (see the module docstring): True if
+        this call created the object, under :attr:`published` when another put chose the
+        key. The upload is create-if-absent, so exactly one put creates it."""
+        chosen = self._backend._choose(key)
         size = self._spool.tell()
         if size <= MULTIPART_THRESHOLD:
-            return self._backend._put(key, self._spool)
-        self._spool.flush()
-        return self._backend._put_parts(key, self._spool.fileno(), size)
+            created = self._backend._put(chosen, self._spool)
+        else:
+            self._spool.flush()
+            created = self._backend._put_parts(chosen, self._spool.fileno(), size)
+        if created and chosen != key:
+            self.published = chosen
+        return created
 
     def discard(self) -> None:
         self._spool.close()
