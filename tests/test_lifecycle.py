@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
+import random
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +16,8 @@ import pytest
 
 from flask_hashfs import HashFS, InvalidId, StorageError, SweepReport
 from flask_hashfs.backends import local, s3
+from flask_hashfs.layout import Layout
+from flask_hashfs.sweep import LiveIds
 
 from .lifecycle_helpers import HOUR, age, aside, make_store, raw_keys
 from .test_backend_conformance import LARGE, blob
@@ -177,3 +181,18 @@ def test_a_bookkeeping_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> No
     assert store.exists(address.id)
     # A dry run changes nothing, so it needs no folder of its own.
     assert store.sweep([], grace=HOUR, dry_run=True).removed == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 64, 65, 300])
+def test_live_ids_in_one_bucket_are_found_however_many(count: int) -> None:
+    """Ids that share their first two bytes (ids an attacker made collide) land in one
+    bucket: searched up to 64 ids, bisected beyond."""
+    rng = random.Random(count)
+    ids = ["0000" + rng.randbytes(30).hex() for _ in range(count)]
+    live = LiveIds([*ids, *ids[:5], None], Layout())
+    assert all(id in live for id in ids)
+    others = ["0000" + rng.randbytes(30).hex() for _ in range(50)] + ["1" * 64]
+    rests = sorted(id[4:] for id in ids)
+    # Non-members that the bucket holds across a record boundary.
+    others += ["0000" + a[30:] + b[:30] for a, b in itertools.pairwise(rests)]
+    assert not any(id in live for id in others)

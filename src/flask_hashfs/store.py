@@ -365,11 +365,11 @@ class HashFS:
 
         :param live: every id the app still references, in any order, duplicates allowed;
             read once, before anything is removed, into about 32 bytes per id (a sha256
-            id; 64 for sha512): a million ids take some 35 MB. ``None`` items are
-            skipped. Either the ids, read right away, or a function that returns them,
-            called once the sweep has taken the time its grace counts back from: ids
-            gathered earlier than that (a list built before the call) shorten the grace
-            that the app's rows get by the time it took to build them.
+            id; 64 for sha512): a million ids take some 46 MB of resident memory.
+            ``None`` items are skipped. Either the ids, read right away, or a function
+            that returns them, called once the sweep has taken the time its grace counts
+            back from: ids gathered earlier than that (a list built before the call)
+            shorten the grace that the app's rows get by the time it took to build them.
         :param grace: seconds, or a :class:`~datetime.timedelta`.
         :param dry_run: remove nothing; report what a sweep would have removed.
         :param progress: called with the number of objects examined since its last call.
