@@ -7,6 +7,8 @@ proxies to the app on werkzeug's server.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import io
 import os
 import re
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from flask_hashfs import FlaskHashFS, HashAddress
 from flask_hashfs.headers import CACHE_CONTROL
@@ -173,3 +175,34 @@ def test_internal_location_and_hostile_paths_are_404(
         assert fetch(nginx, path).status == 404, path
     # Above the web root nginx answers 400 itself, before the app is asked.
     assert fetch(nginx, "/uploads/%2e%2e/%2e%2e/etc/passwd").status == 400
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", path, body=body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_uploads_up_to_max_content_length_pass_nginx(
+    nginx: int, app_fs: tuple[Flask, FlaskHashFS]
+) -> None:
+    """nginx refuses a body over 1 MiB by default, with its own 413. With the documented
+    client_max_body_size, what MAX_CONTENT_LENGTH allows reaches the app, and a larger
+    body gets the app's own 413."""
+    app, fs = app_fs
+    app.config["MAX_CONTENT_LENGTH"] = 20 * 1024 * 1024
+
+    @app.post("/upload")
+    def upload() -> tuple[str, int]:
+        return fs.put(request.stream).id, 201
+
+    photo = os.urandom(5 * 1024 * 1024)
+    status, body = post(nginx, "/upload", photo)
+    assert (status, body) == (201, hashlib.sha256(photo).hexdigest().encode())
+    status, body = post(nginx, "/upload", bytes(20 * 1024 * 1024 + 1))
+    assert status == 413
+    assert b"nginx" not in body  # the app's page, not nginx's
