@@ -92,4 +92,15 @@ class StorageUnavailable(StorageError):
 
 
 class ConfigurationError(HashFSError, ValueError):
-    """The store was built with settings that cannot address content (algorithm, depth, width)."""
+    """A setting the store cannot work with (an algorithm, depth or width that cannot
+    address content, a root or storage options it cannot use).
+
+    :param parameter: the argument at fault (``"depth"``, ``"root"``, ...), so that a
+        caller can name its own setting instead (``FlaskHashFS`` names the config key).
+    :param reason: what is wrong with it, as the rest of a sentence that starts with it.
+    """
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"{parameter} {reason}")

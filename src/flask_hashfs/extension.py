@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from typing import IO, Any, Generic, NamedTuple, TypeVar, overload
+from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
 from flask import Config, Flask, current_app, has_app_context, has_request_context, request
@@ -139,13 +140,14 @@ class FlaskHashFS:
             raise _config_error(
                 "HASHFS_PATH_PREFIX", f"must start with a leading slash, not {prefix!r}"
             )
-        root = config["HASHFS_ROOT_FOLDER"]
-        if not root:
-            raise _config_error("HASHFS_ROOT_FOLDER", "must be set", missing=True)
-        serving = _serve_options(config)
+        for key in ("HASHFS_FSYNC", "HASHFS_SERVE", "HASHFS_X_SENDFILE"):
+            if not isinstance(config[key], bool):
+                raise _config_error(key, f"must be True or False, not {config[key]!r}")
+        _check_host(config["HASHFS_HOST"])
         try:
+            serving = _serve_options(config)
             store = HashFS(
-                root,
+                _root_folder(config["HASHFS_ROOT_FOLDER"]),
                 depth=config["HASHFS_DEPTH"],
                 width=config["HASHFS_WIDTH"],
                 algorithm=config["HASHFS_ALGORITHM"],
@@ -154,19 +156,18 @@ class FlaskHashFS:
                 inline_types=serving.inline_types,
             )
         except ConfigurationError as exc:
-            keys = "HASHFS_ALGORITHM, HASHFS_DEPTH, HASHFS_WIDTH, HASHFS_ROOT_FOLDER"
-            raise _config_error(f"{keys}, HASHFS_STORAGE_OPTIONS", str(exc)) from exc
-        if (serving.x_accel_redirect or serving.x_sendfile) and store.signs_urls:
+            raise _config_error(_CONFIG_KEYS[exc.parameter], exc.reason) from exc
+        if store.signs_urls and (serving.x_accel_redirect or serving.x_sendfile):
             raise _config_error(
-                "HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE",
-                "need a folder root: a bucket's objects are no files a front server can send",
+                "HASHFS_X_ACCEL_REDIRECT" if serving.x_accel_redirect else "HASHFS_X_SENDFILE",
+                "needs a folder root: a bucket's objects are no files a front server can send",
             )
         redirect = _redirect(config, store, prefix, serving)
         if config["HASHFS_SERVE"]:
             if not prefix:
                 raise _config_error(
                     "HASHFS_SERVE",
-                    'needs a "HASHFS_PATH_PREFIX" (such as "/uploads"): stored objects get a'
+                    'needs a HASHFS_PATH_PREFIX (such as "/uploads"): stored objects get a'
                     " URL space of their own, apart from the app's pages",
                 )
             server = ObjectServer(app.wsgi_app, store, prefix, serving, redirect)
@@ -447,27 +448,77 @@ def _declared_length(file: object) -> int | None:
     return None
 
 
-def _config_error(keys: str, reason: str, *, missing: bool = False) -> ValueError:
-    """One wording for every config error, naming the key(s), as Flask-HashFS 0.3 did."""
+#: The config key behind each argument a :class:`ConfigurationError` can name.
+_CONFIG_KEYS = {
+    "root": "HASHFS_ROOT_FOLDER",
+    "depth": "HASHFS_DEPTH",
+    "width": "HASHFS_WIDTH",
+    "algorithm": "HASHFS_ALGORITHM",
+    "fsync": "HASHFS_FSYNC",
+    "storage_options": "HASHFS_STORAGE_OPTIONS",
+    "inline_types": "HASHFS_INLINE_TYPES",
+    "x_accel_redirect": "HASHFS_X_ACCEL_REDIRECT",
+    "x_sendfile": "HASHFS_X_SENDFILE",
+}
+
+
+def _config_error(key: str, reason: str, *, missing: bool = False) -> ValueError:
+    """One wording for every config error, naming the one key at fault, as 0.3 did."""
     kind = "Missing" if missing else "Invalid"
-    return ValueError(f'{kind} configuration value for Flask-HashFS: "{keys}" {reason}')
+    return ValueError(f'{kind} configuration value for Flask-HashFS: "{key}" {reason}')
+
+
+def _root_folder(root: object) -> str | os.PathLike[str]:
+    """The root as given, refusing a relative folder: it would name another folder
+    whenever the server starts in another directory, and uploads would seem lost."""
+    if not root:
+        raise _config_error("HASHFS_ROOT_FOLDER", "must be set", missing=True)
+    text = os.fspath(root) if isinstance(root, str | os.PathLike) else None
+    if not isinstance(text, str):
+        raise _config_error(
+            "HASHFS_ROOT_FOLDER", f"must be a folder path or an s3:// URL, not {root!r}"
+        )
+    if "://" not in text and not os.path.isabs(text):
+        raise _config_error(
+            "HASHFS_ROOT_FOLDER",
+            f"must be an absolute path, not {text!r}: a relative one would name another"
+            " folder whenever the server starts in another directory. For a folder in the"
+            f" app's instance folder, use os.path.join(app.instance_path, {text!r})",
+        )
+    return text
+
+
+def _check_host(host: object) -> None:
+    """``HASHFS_HOST`` is put in front of every URL: a scheme and host, or ``//host``."""
+    if host is None or host == "":
+        return
+    if isinstance(host, str):
+        try:
+            parts = urlsplit(host)
+        except ValueError:
+            parts = None
+        if (
+            parts is not None
+            and parts.netloc
+            and not parts.query
+            and not parts.fragment
+            and (parts.scheme in ("http", "https") or host.startswith("//"))
+        ):
+            return
+    raise _config_error(
+        "HASHFS_HOST",
+        'must be an absolute URL such as "https://cdn.example.com", or a protocol-relative'
+        f' one such as "//cdn.example.com", not {host!r}',
+    )
 
 
 def _serve_options(config: Any) -> ServeOptions:
-    inline = config["HASHFS_INLINE_TYPES"]
-    if isinstance(inline, str) or not all(isinstance(t, str) for t in inline):
-        raise _config_error(
-            "HASHFS_INLINE_TYPES", f"must be a collection of media types, not {inline!r}"
-        )
-    try:
-        return ServeOptions(
-            inline_types=frozenset(t.lower() for t in inline),
-            x_accel_redirect=config["HASHFS_X_ACCEL_REDIRECT"],
-            x_sendfile=bool(config["HASHFS_X_SENDFILE"]),
-        )
-    except ValueError as exc:
-        keys = "HASHFS_INLINE_TYPES, HASHFS_X_ACCEL_REDIRECT, HASHFS_X_SENDFILE"
-        raise _config_error(keys, str(exc)) from exc
+    """:raises ConfigurationError: naming the :class:`ServeOptions` field at fault."""
+    return ServeOptions(
+        inline_types=config["HASHFS_INLINE_TYPES"],
+        x_accel_redirect=config["HASHFS_X_ACCEL_REDIRECT"],
+        x_sendfile=config["HASHFS_X_SENDFILE"],
+    )
 
 
 def _signed_url(store: HashFS, relpath: str, window: int, options: ServeOptions) -> str:
@@ -491,12 +542,18 @@ def _redirect(
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
             raise _config_error(
-                "HASHFS_SIGNED_URL_WINDOW", f"must be a number of seconds, not {window!r}"
+                "HASHFS_SIGNED_URL_WINDOW", f"must be a whole number of seconds, not {window!r}"
             )
         if not store.signs_urls:
             raise _config_error(
                 "HASHFS_SIGNED_URL_WINDOW",
                 "needs object storage: HASHFS_ROOT_FOLDER = 's3://bucket/prefix'",
+            )
+        if window > store.max_signing_window:
+            raise _config_error(
+                "HASHFS_SIGNED_URL_WINDOW",
+                f"must be at most {store.max_signing_window} seconds, not {window}: a signed"
+                " URL stays valid for two windows, and the storage signs for at most 7 days",
             )
     if mode == "stream":
         return None
@@ -513,7 +570,7 @@ def _redirect(
     if not host:
         raise _config_error(
             "HASHFS_SERVE_MODE",
-            '= "redirect" needs "HASHFS_SIGNED_URL_WINDOW" or a "HASHFS_HOST" to redirect to',
+            '= "redirect" needs HASHFS_SIGNED_URL_WINDOW or a HASHFS_HOST to redirect to',
         )
 
     def to_host(obj: StoredObject) -> tuple[str, int]:

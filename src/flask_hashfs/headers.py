@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 from werkzeug.utils import get_content_type
 
+from .errors import ConfigurationError
+
 #: Content can never change under its URL, so caches may keep it for a year unchecked.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 #: For objects a view sends after checking access: only the browser may keep a copy,
@@ -96,14 +98,19 @@ def is_active(mimetype: str) -> bool:
 def inline_types(types: Collection[str]) -> frozenset[str]:
     """``types`` as the set the decisions below take, refusing any active type.
 
-    :raises ValueError: a type that runs script or markup (HTML, XML, JavaScript).
+    :raises ConfigurationError: a type that runs script or markup (HTML, XML,
+        JavaScript); a ``ValueError``.
     """
     if isinstance(types, str) or not all(isinstance(t, str) for t in types):
-        raise ValueError(f"inline types are a collection of media types, not {types!r}")
+        raise ConfigurationError(
+            "inline_types", f"must be a collection of media types, not {types!r}"
+        )
     chosen = frozenset(t.lower() for t in types)
     active = sorted(t for t in chosen if is_active(t))
     if active:
-        raise ValueError(f"active content can never be served inline: {active}")
+        raise ConfigurationError(
+            "inline_types", f"can never include active content, as {active} is"
+        )
     return chosen
 
 

@@ -38,7 +38,7 @@ def hasher_factory(algorithm: str) -> Callable[[], Hasher]:
             from blake3 import blake3
         except ImportError:
             raise ConfigurationError(
-                "algorithm 'blake3' needs the blake3 package: pip install 'Flask-HashFS[blake3]'"
+                "algorithm", "'blake3' needs the blake3 package: pip install 'Flask-HashFS[blake3]'"
             ) from None
 
         def make_blake3() -> Hasher:
@@ -49,12 +49,12 @@ def hasher_factory(algorithm: str) -> Callable[[], Hasher]:
         probe = hashlib.new(algorithm)
     except (ValueError, TypeError):
         raise ConfigurationError(
-            f"unknown hash algorithm {algorithm!r}; "
-            f"choose one of {sorted(hashlib.algorithms_available)} or 'blake3'"
+            "algorithm",
+            f"must be one of {sorted(hashlib.algorithms_available)} or 'blake3', not {algorithm!r}",
         ) from None
     if probe.digest_size == 0:
         raise ConfigurationError(
-            f"hash algorithm {algorithm!r} has no fixed digest size and cannot address content"
+            "algorithm", f"{algorithm!r} has no fixed digest size and cannot address content"
         )
     named = getattr(hashlib, algorithm, None)
     if callable(named):
@@ -104,15 +104,16 @@ class Layout:
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
-            raise ConfigurationError(f"depth must be a whole number >= 0, not {self.depth!r}")
+            raise ConfigurationError("depth", f"must be a whole number >= 0, not {self.depth!r}")
         if not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 1:
-            raise ConfigurationError(f"width must be a whole number >= 1, not {self.width!r}")
+            raise ConfigurationError("width", f"must be a whole number >= 1, not {self.width!r}")
         make = hasher_factory(self.algorithm)
         length = _digest_length(make)
         if self.depth * self.width >= length:
             raise ConfigurationError(
-                f"depth x width = {self.depth * self.width} leaves no file name: "
-                f"a {self.algorithm} id has only {length} characters"
+                "depth",
+                f"{self.depth} times width {self.width} leaves no file name: "
+                f"a {self.algorithm} id has only {length} characters",
             )
         object.__setattr__(self, "new_hasher", make)
         object.__setattr__(self, "id_length", length)

@@ -59,7 +59,8 @@ def migrate(
     layout = source._layout
     if layout != target._layout:
         raise ConfigurationError(
-            f"{source!r} and {target!r} have different layouts: keys would not match"
+            "target",
+            f"{target!r} and the source {source!r} have different layouts: keys would not match",
         )
     present = set(target.backend.all_keys())
     result = Migration()

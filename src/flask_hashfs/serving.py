@@ -26,7 +26,7 @@ from werkzeug.wsgi import FileWrapper, wrap_file
 
 from .address import StoredObject
 from .conditional import NOT_MODIFIED, precondition_status, requested_range
-from .errors import ObjectNotFound, StorageError
+from .errors import ConfigurationError, ObjectNotFound, StorageError
 from .headers import (
     CACHE_CONTROL,
     DEFAULT_INLINE_TYPES,
@@ -69,14 +69,16 @@ class ServeOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inline_types", inline_types(self.inline_types))
-        if self.x_accel_redirect is not None and self.x_sendfile:
-            raise ValueError("choose one hand-off: X-Accel-Redirect or X-Sendfile")
-        if self.x_accel_redirect is not None and not (
-            self.x_accel_redirect.startswith("/") and self.x_accel_redirect.endswith("/")
+        location = self.x_accel_redirect
+        if location is not None and not (
+            isinstance(location, str) and location.startswith("/") and location.endswith("/")
         ):
-            raise ValueError(
-                f"the X-Accel-Redirect location must start and end with '/':"
-                f" {self.x_accel_redirect!r}"
+            raise ConfigurationError(
+                "x_accel_redirect", f"is a location that starts and ends with '/', not {location!r}"
+            )
+        if location is not None and self.x_sendfile:
+            raise ConfigurationError(
+                "x_sendfile", "must be off with an X-Accel-Redirect location: choose one hand-off"
             )
 
 

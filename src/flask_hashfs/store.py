@@ -264,6 +264,11 @@ class HashFS:
         """Whether :meth:`signed_url` gives URLs: on object storage, not in a folder."""
         return self.backend.signs_urls
 
+    @property
+    def max_signing_window(self) -> int:
+        """The longest ``window`` :meth:`signed_url` accepts, in seconds (0 for a folder)."""
+        return self.backend.max_signing_window
+
     def signed_url(
         self,
         relpath: str,

@@ -36,19 +36,23 @@ def open_backend(
     """
     inline = checked_inline_types(inline_types)
     text = os.fspath(root)
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise ConfigurationError(
+            "storage_options", f"must be a mapping of option names, not {storage_options!r}"
+        )
     scheme = _URL.match(text)
     if scheme is None:
         if storage_options:
             raise ConfigurationError(
-                f"storage_options apply to object storage (s3://...), not to the folder {text!r}"
+                "storage_options", f"apply to object storage (s3://...), not to the folder {text!r}"
             )
         return LocalBackend(root, fmode=fmode, dmode=dmode, fsync=fsync)
     if scheme.group() != "s3://":
         raise ConfigurationError(
-            f"unsupported storage {scheme.group()!r} in {text!r}: use a folder or s3://bucket"
+            "root", f"{text!r} names unsupported storage {scheme.group()!r}: use a folder or s3://"
         )
     if importlib.util.find_spec("boto3") is None:
-        raise ConfigurationError(f"{text!r} needs boto3: pip install 'Flask-HashFS[s3]'")
+        raise ConfigurationError("root", f"{text!r} needs boto3: pip install 'Flask-HashFS[s3]'")
     from .s3 import S3Backend
 
     return S3Backend(text, storage_options, inline_types=inline)

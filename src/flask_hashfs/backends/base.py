@@ -79,6 +79,8 @@ class Backend(ABC):
     location: str
     #: Whether :meth:`signed_url` gives URLs: a bucket can, a folder cannot.
     signs_urls: bool = False
+    #: The longest ``window`` :meth:`signed_url` accepts, in seconds (0: none).
+    max_signing_window: int = 0
 
     @abstractmethod
     def abspath(self, key: str) -> str: ...

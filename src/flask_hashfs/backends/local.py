@@ -125,8 +125,9 @@ class LocalBackend(Backend):
     def __init__(self, root: str | os.PathLike[str], fmode: int, dmode: int, fsync: bool):
         if not LOCKS:
             raise ConfigurationError(
-                f"a folder root ({os.fspath(root)!r}) needs POSIX file locks (fcntl), which"
-                " this platform lacks: use an s3:// root here, or run on Linux, macOS or WSL"
+                "root",
+                f"{os.fspath(root)!r} is a folder, which needs POSIX file locks (fcntl): this"
+                " platform lacks them; use an s3:// root here, or run on Linux, macOS or WSL",
             )
         self.location = os.path.realpath(os.fspath(root))
         self.fmode = fmode

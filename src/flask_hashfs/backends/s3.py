@@ -154,13 +154,13 @@ _TIME_STEP = 1.0
 def split_url(url: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``, refusing odd prefixes."""
     if not url.startswith(SCHEME):
-        raise ConfigurationError(f"an object storage root starts with {SCHEME!r}: {url!r}")
+        raise ConfigurationError("root", f"of object storage starts with {SCHEME!r}: {url!r}")
     bucket, _, prefix = url[len(SCHEME) :].partition("/")
     prefix = prefix.strip("/")
     if not bucket or "\0" in url:
-        raise ConfigurationError(f"no bucket name in {url!r}: use s3://bucket[/prefix]")
+        raise ConfigurationError("root", f"{url!r} has no bucket name: use s3://bucket[/prefix]")
     if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise ConfigurationError(f"the prefix in {url!r} has an empty, '.' or '..' part")
+        raise ConfigurationError("root", f"{url!r} has an empty, '.' or '..' part in its prefix")
     return bucket, prefix
 
 
@@ -209,8 +209,9 @@ class S3Backend(Backend):
         unknown = sorted(set(options) - STORAGE_OPTIONS)
         if unknown:
             raise ConfigurationError(
-                f"unknown storage option(s) {unknown} for {self.location}; "
-                f"known: {sorted(STORAGE_OPTIONS)}"
+                "storage_options",
+                f"holds unknown storage option(s) {unknown} for {self.location}; "
+                f"known: {sorted(STORAGE_OPTIONS)}",
             )
         config = Config(
             signature_version="s3v4",
@@ -675,6 +676,7 @@ class S3Backend(Backend):
     # -- URLs --------------------------------------------------------------------------
 
     signs_urls = True
+    max_signing_window = MAX_SIGNING_WINDOW
 
     def signed_url(
         self,
@@ -690,7 +692,7 @@ class S3Backend(Backend):
         Signing is local: no request is sent."""
         if not 0 < window <= MAX_SIGNING_WINDOW:
             raise ConfigurationError(
-                f"a signed URL window is 1 to {MAX_SIGNING_WINDOW} seconds, not {window!r}"
+                "window", f"must be 1 to {MAX_SIGNING_WINDOW} seconds, not {window!r}"
             )
         params: dict[str, str] = {"Bucket": self.bucket, "Key": self._name(key)}
         if content_type is not None:
