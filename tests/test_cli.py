@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from flask.testing import FlaskCliRunner
 
 from flask_hashfs import FlaskHashFS, HashFS
 from flask_hashfs.backends.local import TEMP_PREFIX, LocalBackend
+from flask_hashfs.backends.s3 import S3Backend
+from flask_hashfs.cli import human_size
+
+from .s3_server import S3Server
 
 
 @pytest.fixture
@@ -48,16 +53,6 @@ def _stale_temp_file(store: HashFS) -> str:
 def _key_of(store: HashFS, data: bytes) -> str:
     """The key ``data`` is published under, as ``put`` would choose it."""
     return os.path.relpath(store.idpath(hashlib.sha256(data).hexdigest()), store.root)
-
-
-def test_stats_counts_objects_and_bytes(runner: FlaskCliRunner, store: HashFS) -> None:
-    store.put(io.BytesIO(b"12345"), extension=".txt")
-    store.put(io.BytesIO(b"1234567890"))
-    _stale_temp_file(store)  # never counted
-    result = runner.invoke(args=["hashfs", "stats"])
-    assert result.exit_code == 0, result.output
-    assert "objects: 2\n" in result.output
-    assert "bytes: 15\n" in result.output
 
 
 def test_verify_passes_on_a_healthy_store(runner: FlaskCliRunner, store: HashFS) -> None:
@@ -184,3 +179,77 @@ def test_migrate_runs_under_flask_hashfs(
     assert HashFS(target).get(address.id) == address._replace(
         abspath=os.path.join(target, address.relpath)
     )
+
+
+def _stray_files(store: HashFS) -> None:
+    """Files that are no objects: a note dropped in a shard folder, a name that is no
+    id, the store's own bookkeeping, and a temp file."""
+    os.makedirs(os.path.join(store.root, "a", "b"), exist_ok=True)
+    Path(store.root, "a", "b", "notes.txt").write_bytes(b"x" * 1000)
+    Path(store.root, "README").write_bytes(b"x" * 1000)
+    os.makedirs(os.path.join(store.root, ".hashfs", "quarantine"), exist_ok=True)
+    Path(store.root, ".hashfs", "quarantine", "moved").write_bytes(b"x" * 1000)
+    _stale_temp_file(store)
+
+
+def test_stats_counts_only_objects(runner: FlaskCliRunner, store: HashFS) -> None:
+    store.put(io.BytesIO(b"12345"), extension=".txt")
+    store.put(io.BytesIO(b"1234567890"))
+    _stray_files(store)
+    result = runner.invoke(args=["hashfs", "stats"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"root: {store.root}\nobjects: 2\nsize: 15 bytes\n"
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (1023, "1023 bytes"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (int(1.2 * 1024 * 1024), "1.2 MiB"),
+        (1024**2 - 1, "1.0 MiB"),
+        (5 * 1024**3, "5.0 GiB"),
+        (3 * 1024**4 + 1, "3.0 TiB"),
+        (2048 * 1024**5, "2048.0 PiB"),
+    ],
+)
+def test_human_size(size: int, shown: str) -> None:
+    assert human_size(size) == shown
+
+
+def test_stats_prints_a_human_size(runner: FlaskCliRunner, store: HashFS) -> None:
+    store.put(io.BytesIO(b"\0" * int(1.2 * 1024 * 1024)))
+    result = runner.invoke(args=["hashfs", "stats"])
+    assert "size: 1.2 MiB\n" in result.output
+
+
+def test_stats_json_has_the_raw_byte_count(runner: FlaskCliRunner, store: HashFS) -> None:
+    store.put(io.BytesIO(b"\0" * int(1.2 * 1024 * 1024)))
+    store.put(io.BytesIO(b"12345"))
+    _stray_files(store)
+    result = runner.invoke(args=["hashfs", "stats", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "root": store.root,
+        "objects": 2,
+        "bytes": int(1.2 * 1024 * 1024) + 5,
+    }
+
+
+def test_stats_of_a_bucket_counts_only_objects(tmp_path: Path, s3_server: S3Server) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        HASHFS_ROOT_FOLDER=s3_server.new_url(), HASHFS_STORAGE_OPTIONS=s3_server.options
+    )
+    extension = FlaskHashFS(app)
+    store = extension.store_for(app)
+    store.put(io.BytesIO(b"12345"), extension=".txt")
+    backend = store.backend
+    assert isinstance(backend, S3Backend)
+    for key in ("a/b/notes.txt", "README", ".hashfs/quarantine/moved"):
+        backend.client.put_object(Bucket=backend.bucket, Key=backend._name(key), Body=b"x" * 9)
+    result = app.test_cli_runner().invoke(args=["hashfs", "stats", "--json"])
+    assert json.loads(result.output) == {"root": store.root, "objects": 1, "bytes": 5}

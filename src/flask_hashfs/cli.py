@@ -12,6 +12,7 @@ module, and ``python -m flask_hashfs.migrate`` must find the module not yet impo
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -74,12 +75,30 @@ def repair() -> None:
 
 
 @hashfs_cli.command("stats")
-def stats() -> None:
-    """Print how many objects the store holds and their total size."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, with the size in bytes.")
+def stats(as_json: bool) -> None:
+    """Print how many objects the store holds and their total size (temp files, the
+    store's own bookkeeping and stray files are not objects)."""
     store = _store()
+    objects, size = store.usage()
+    if as_json:
+        click.echo(json.dumps({"root": store.root, "objects": objects, "bytes": size}))
+        return
     click.echo(f"root: {store.root}")
-    click.echo(f"objects: {store.count()}")
-    click.echo(f"bytes: {store.size()}")
+    click.echo(f"objects: {objects}")
+    click.echo(f"size: {human_size(size)}")
+
+
+def human_size(size: int) -> str:
+    """``1.2 MiB``: binary units with one decimal, as ``ls -lh`` and ``du -h`` count."""
+    if size < 1024:
+        return f"{size} byte" if size == 1 else f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if round(value, 1) < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} PiB"
 
 
 #: Below this, ``gc`` asks for ``--allow-short-grace``: a row must commit within the grace

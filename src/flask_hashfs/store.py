@@ -406,6 +406,20 @@ class HashFS:
         """Total bytes of every stored file."""
         return self.backend.size()
 
+    def usage(self) -> tuple[int, int]:
+        """``(objects, bytes)``: how many objects the store holds and their total size.
+
+        Only files whose key is an object key of this layout count: not temp files, not
+        the store's own bookkeeping, not a stray file dropped into the root by hand
+        (which :meth:`count` and :meth:`size` count, as hashfs did).
+        """
+        objects = total = 0
+        for key, size in self.backend.sizes():
+            if self._layout.parse(key) is not None:
+                objects += 1
+                total += size
+        return objects, total
+
     def __iter__(self) -> Iterator[str]:
         return self.files()
 

@@ -146,6 +146,14 @@ class Backend(ABC):
     def all_keys(self) -> Iterator[str]:
         """Every stored key, misplaced files included, temp files never."""
 
+    def sizes(self) -> Iterator[tuple[str, int]]:
+        """``(key, size in bytes)`` of every key :meth:`all_keys` lists; one that vanishes
+        meanwhile is left out."""
+        for key in self.all_keys():
+            info = self.info(key)
+            if info is not None:
+                yield key, info.size
+
     @abstractmethod
     def count(self) -> int: ...
 
