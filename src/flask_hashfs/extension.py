@@ -409,8 +409,8 @@ class FlaskHashFS:
 
     # The rest of the store's API, read on the current app's store. Flask-HashFS 0.3
     # forwarded every attribute with ``__getattr__``; these are hashfs 0.7.2's public
-    # names (and ``info``), declared so that type checkers see each one's type. A call
-    # reaches the store with exactly the arguments it was given, as in 0.3.
+    # names (and ``info`` and ``ids``), declared so that type checkers see each one's
+    # type. A call reaches the store with exactly the arguments it was given, as in 0.3.
     root = _Forward(lambda store: store.root)
     depth = _Forward(lambda store: store.depth)
     width = _Forward(lambda store: store.width)
