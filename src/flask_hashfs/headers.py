@@ -109,7 +109,7 @@ def inline_types(types: Collection[str]) -> frozenset[str]:
     active = sorted(t for t in chosen if is_active(t))
     if active:
         raise ConfigurationError(
-            "inline_types", f"can never include active content, as {active} is"
+            "inline_types", f"lists {active}, but active content can never be served inline"
         )
     return chosen
 
