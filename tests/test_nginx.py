@@ -12,10 +12,6 @@ import http.client
 import io
 import os
 import re
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +21,11 @@ from flask import Flask, request
 from flask_hashfs import FlaskHashFS, HashAddress
 from flask_hashfs.headers import CACHE_CONTROL
 
+from .nginx_server import free_port, needs_nginx, running_nginx
 from .serving_helpers import fetch, running
 
 DOCS = Path(__file__).parent.parent / "docs" / "production.md"
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-
-pytestmark = pytest.mark.skipif(
-    NGINX is None, reason="nginx is not installed: apt-get install nginx (Debian/Ubuntu)"
-)
+pytestmark = needs_nginx
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(1 << 20)
 HTML = b"<!doctype html><script>alert(1)</script>"
@@ -43,26 +36,6 @@ def documented_server_block() -> str:
     match = re.search(r"```nginx\n(.*?)```", DOCS.read_text(), re.DOTALL)
     assert match is not None, "docs/production.md lost its nginx config"
     return match.group(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited: {log.read_text() if log.exists() else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("nginx did not start listening")
 
 
 @pytest.fixture
@@ -81,8 +54,6 @@ def app_fs(tmp_path: Path) -> tuple[Flask, FlaskHashFS]:
 def nginx(app_fs: tuple[Flask, FlaskHashFS], tmp_path: Path) -> Iterator[int]:
     """nginx on a free port proxying to the app, with the documented server block."""
     app, fs = app_fs
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
     port = free_port()
     with running(app) as app_port:
         server = (
@@ -91,26 +62,8 @@ def nginx(app_fs: tuple[Flask, FlaskHashFS], tmp_path: Path) -> Iterator[int]:
             .replace("http://127.0.0.1:8000", f"http://127.0.0.1:{app_port}")
             .replace("/var/www/data/uploads/", fs.store_for(app).root + "/")
         )
-        temp = "\n".join(
-            f"    {kind}_temp_path {prefix}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            f"{user}\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
-            "events { worker_connections 64; }\n"
-            f"http {{\n    access_log off;\n{temp}\n{server}\n}}\n"
-        )
-        log = prefix / "error.log"
-        command = [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(log)]
-        process = subprocess.Popen([*command, "-g", "daemon off;"])
-        try:
-            wait_for(port, process, log)
+        with running_nginx(tmp_path / "nginx", port, server):
             yield port
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def put(app_fs: tuple[Flask, FlaskHashFS], data: bytes, extension: str) -> HashAddress:

@@ -1,5 +1,5 @@
-"""``flask hashfs ...``: the operator's checks on the current app's store, ``gc`` and
-``migrate``.
+"""``flask hashfs ...``: the operator's checks on the current app's store, ``gc``,
+``migrate``, and ``nginx-config``, which prints the nginx config that serves the store.
 
 ``verify`` is safe to run at any time, on a live store: it only reads. ``repair`` moves
 or removes files, and removes temp files only when no live writer holds them. ``gc``
@@ -21,6 +21,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .layout import Layout
+from .nginx import nginx_config
 from .store import HashFS
 
 if TYPE_CHECKING:
@@ -210,3 +212,25 @@ def migrate(
         open_store(target, depth, width, algorithm, target_options(options, given, target), inline),
         workers,
     )
+
+
+@hashfs_cli.command("nginx-config")
+def nginx_config_command() -> None:
+    """Print nginx locations that serve the store's objects under HASHFS_PATH_PREFIX
+    straight from HASHFS_ROOT_FOLDER, with the headers the app sends. Include the output
+    in a server block; regenerate it when the config changes (docs/production.md)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    store, serving = _extension()._state_for(app)
+    if store.signs_urls:
+        raise click.ClickException(
+            "nginx can only serve a folder store; HASHFS_ROOT_FOLDER is a bucket"
+            " (docs/object-storage.md says how a bucket serves its objects)."
+        )
+    layout = Layout(store.depth, store.width, store.algorithm)
+    try:
+        config = nginx_config(
+            store.root, app.config["HASHFS_PATH_PREFIX"], layout, serving.inline_types
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(config, nl=False)

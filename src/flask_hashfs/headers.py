@@ -153,3 +153,11 @@ def content_disposition(disposition: str, download_name: str | None) -> str:
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def known_extensions() -> frozenset[str]:
+    """Every extension the type table names, lowercased: a front server that serves the
+    store itself (``flask hashfs nginx-config``) is given the type of each."""
+    named = [*_TYPES.types_map[True], *_TYPES.types_map[False]]
+    named += [*_TYPES.suffix_map, *_TYPES.encodings_map]
+    return frozenset(extension.lower() for extension in named)
