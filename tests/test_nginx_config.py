@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.client import HTTPMessage
@@ -28,6 +29,8 @@ from .nginx_server import free_port, needs_nginx, running_nginx
 from .serving_helpers import Reply, fetch, running, serving_app
 
 pytestmark = needs_nginx
+
+DOCS = Path(__file__).parent.parent / "docs" / "production.md"
 
 #: What the two servers may differ in on every answer.
 HOP_HEADERS = {"date", "server", "connection", "keep-alive"}
@@ -71,6 +74,14 @@ class Servers:
         return fetch(self.nginx, path, method, headers), fetch(self.direct, path, method, headers)
 
 
+def documented_server_block() -> str:
+    """The server block of docs/production.md that includes the generated file."""
+    blocks = re.findall(r"```nginx\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    found = [block for block in blocks if "include snippets/hashfs-uploads.conf" in block]
+    assert found, "docs/production.md lost the server block that includes the config"
+    return str(found[0])
+
+
 def generated_config(app: Flask) -> str:
     result = app.test_cli_runner().invoke(args=["hashfs", "nginx-config"])
     assert result.exit_code == 0, result.output
@@ -92,16 +103,12 @@ def servers(
     include.write_text(config)
     port = free_port()
     with running(app) as app_port:
-        server = f"""
-    server {{
-        listen 127.0.0.1:{port};
-        include {include};
-        location / {{
-            proxy_pass http://127.0.0.1:{app_port};
-            proxy_set_header Host $host;
-        }}
-    }}
-"""
+        server = (
+            documented_server_block()
+            .replace("listen 80;", f"listen 127.0.0.1:{port};")
+            .replace("snippets/hashfs-uploads.conf", str(include))
+            .replace("http://127.0.0.1:8000", f"http://127.0.0.1:{app_port}")
+        )
         with running_nginx(tmp_path / "nginx", port, server):
             yield Servers(app, fs, port, app_port, config)
 
