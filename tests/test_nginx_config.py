@@ -207,17 +207,20 @@ REQUESTS: list[tuple[str, dict[str, str], str | tuple[int, int]]] = [
     ("GET", {"Range": "bytes=0-9", "If-Range": "{earlier}"}, SAME),
     ("GET", {"Range": "bytes=0-9", "If-None-Match": "{etag}"}, LENGTH_304),
     ("GET", {"Range": "bytes={size}-"}, ERROR_PAGE),
-    ("GET", {"Range": "bytes=5-3"}, ERROR_PAGE),
     ("GET", {"If-Match": '"other"'}, ERROR_PAGE),
-    # What the app does today that RFC 9110 does otherwise; nginx follows RFC 9110.
-    ("GET", {"Range": "bytes=0-9", "If-Range": "W/{etag}"}, (200, 206)),
-    ("GET", {"Range": "bytes=0-1,4-5"}, (206, 416)),
-    ("GET", {"Range": "items=0-1"}, (200, 416)),
-    ("GET", {"If-Match": "*"}, (200, 412)),
-    ("GET", {"If-Unmodified-Since": "{earlier}"}, (412, 200)),
+    ("GET", {"If-Unmodified-Since": "{earlier}"}, ERROR_PAGE),
+    ("GET", {"If-Match": "*"}, SAME),
+    ("GET", {"If-Unmodified-Since": "{later}"}, SAME),
+    ("GET", {"If-Match": "{etag}", "If-None-Match": "{etag}"}, LENGTH_304),
+    ("GET", {"Range": "bytes=0-9", "If-Range": "W/{etag}"}, SAME),
+    ("GET", {"Range": "items=0-1"}, SAME),
     # nginx compares If-Match with its own ETag, which is off: nothing but * matches.
     ("GET", {"If-Match": "{etag}"}, (412, 200)),
-    ("GET", {"If-Match": "{etag}", "If-None-Match": "{etag}"}, (304, 200)),
+    # RFC 9110 lets a server ignore a Range it cannot or will not answer: the app
+    # ignores an invalid one and several; nginx refuses the first and sends the second
+    # as multipart/byteranges.
+    ("GET", {"Range": "bytes=5-3"}, (416, 200)),
+    ("GET", {"Range": "bytes=0-1,4-5"}, (206, 200)),
     # Only GET and HEAD are object requests: nginx refuses the rest itself.
     ("POST", {}, (405, 404)),
     ("DELETE", {}, (405, 404)),
