@@ -38,6 +38,7 @@ HOP_HEADERS = {"date", "server", "connection", "keep-alive"}
 CONFIGS = {
     "defaults": {},
     "custom layout and inline types": {
+        "HASHFS_ROOT_FOLDER": "the store's files",
         "HASHFS_DEPTH": 2,
         "HASHFS_WIDTH": 3,
         "HASHFS_ALGORITHM": "sha1",
@@ -95,12 +96,14 @@ def servers(
     """The app and nginx in front of it, shared by a module's tests: objects are never
     deleted or changed, so each test's own objects are all it sees."""
     tmp_path = tmp_path_factory.mktemp("nginx-config")
-    app, fs = serving_app(tmp_path / "store", **CONFIGS[request.param])
+    config = dict(CONFIGS[request.param])
+    root = tmp_path / str(config.pop("HASHFS_ROOT_FOLDER", "store"))
+    app, fs = serving_app(root, **config)
     # nginx's workers may run as another user: let them reach the store.
     tmp_path.chmod(0o755)
-    config = generated_config(app)
+    generated = generated_config(app)
     include = tmp_path / "hashfs.conf"
-    include.write_text(config)
+    include.write_text(generated)
     port = free_port()
     with running(app) as app_port:
         server = (
@@ -110,7 +113,7 @@ def servers(
             .replace("http://127.0.0.1:8000", f"http://127.0.0.1:{app_port}")
         )
         with running_nginx(tmp_path / "nginx", port, server):
-            yield Servers(app, fs, port, app_port, config)
+            yield Servers(app, fs, port, app_port, generated)
 
 
 def comparable(reply: Reply) -> tuple[int, list[tuple[str, str]], bytes]:

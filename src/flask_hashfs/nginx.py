@@ -195,7 +195,7 @@ def _not_modified(names: _Names) -> str:
 def _common(names: _Names) -> list[str]:
     """What both locations that send an object share."""
     return [
-        f'    disable_symlinks on from="{names.root}";',
+        f'    disable_symlinks on "from={names.root}";',
         "    etag off;",
         "    expires off;",
         "    charset off;",
