@@ -70,8 +70,9 @@ def test_verify_reports_bit_rot_and_stale_temp_files(runner: FlaskCliRunner, sto
     assert result.exit_code == 1
     assert f"corrupted: {rotten.abspath}" in result.output
     assert hashlib.sha256(b"rotted").hexdigest() in result.output
+    assert f"lost: {rotten.id} (no intact copy anywhere: restore it from a backup)" in result.output
     assert f"stale temp file: {stale}" in result.output
-    assert "2 problem(s) found" in result.output
+    assert "3 problem(s) found" in result.output
     # verify only reads
     assert os.path.exists(stale)
     assert Path(rotten.abspath).read_bytes() == b"rotted"
@@ -82,10 +83,15 @@ def test_repair_fixes_what_verify_reports(runner: FlaskCliRunner, store: HashFS)
     Path(rotten.abspath).write_bytes(b"rotted")
     stale = _stale_temp_file(store)
     result = runner.invoke(args=["hashfs", "repair"])
-    assert result.exit_code == 0, result.output
-    assert f"repaired: {rotten.abspath} -> " in result.output
+    assert result.exit_code == 1, result.output  # the rotted content is lost
+    moved_to = store.idpath(hashlib.sha256(b"rotted").hexdigest(), ".txt")
+    assert f"moved: {rotten.abspath} -> {moved_to} (its bytes belong there)" in result.output
+    assert f"lost: {rotten.id}" in result.output
     assert f"removed stale temp file: {stale}" in result.output
-    assert "1 object(s) repaired, 1 stale temp file(s) removed." in result.output
+    assert (
+        "1 moved, 0 dropped as already stored, 0 quarantined, 1 lost,"
+        " 1 stale temp file(s) removed." in result.output
+    )
     assert not os.path.exists(stale)
     assert store.exists(hashlib.sha256(b"rotted").hexdigest())
     again = runner.invoke(args=["hashfs", "verify"])
@@ -102,7 +108,7 @@ def test_repair_leaves_a_live_writers_temp_file(runner: FlaskCliRunner, store: H
         live = [n for n in os.listdir(store.root) if n.startswith(TEMP_PREFIX)]
         assert len(live) == 1
         result = runner.invoke(args=["hashfs", "repair"])
-        assert "0 stale temp file(s) removed" in result.output
+        assert "0 stale temp file(s) removed" in result.output, result.output
         assert os.path.exists(os.path.join(store.root, live[0]))
         verify = runner.invoke(args=["hashfs", "verify"])
         assert verify.exit_code == 0, verify.output

@@ -17,6 +17,7 @@ from .errors import (
 )
 from .extension import FlaskHashFS
 from .http_errors import InsufficientStorage, handle_storage_error, http_error
+from .maintenance import Finding, RepairAction, RepairReport, VerifyReport
 from .store import HashFS
 from .sweep import SweepReport
 
@@ -25,6 +26,7 @@ __version__ = "1.0.0"
 __all__ = [
     "BucketNotFound",
     "ConfigurationError",
+    "Finding",
     "FlaskHashFS",
     "HashAddress",
     "HashFS",
@@ -34,6 +36,8 @@ __all__ = [
     "InvalidId",
     "ObjectNotFound",
     "OutsideRoot",
+    "RepairAction",
+    "RepairReport",
     "StorageAccessDenied",
     "StorageError",
     "StorageFull",
@@ -41,6 +45,7 @@ __all__ = [
     "StoredObject",
     "SweepReport",
     "UnreadableInput",
+    "VerifyReport",
     "__version__",
     "handle_storage_error",
     "http_error",

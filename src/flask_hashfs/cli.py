@@ -2,9 +2,11 @@
 ``migrate``, and ``nginx-config``, which prints the nginx config that serves the store.
 
 ``verify`` is safe to run at any time, on a live store: it only reads. ``repair`` moves
-or removes files, and removes temp files only when no live writer holds them. ``gc``
-removes objects that no row references and that no put stored or claimed within the
-grace period; it is safe on a live store as long as rows commit within that grace.
+files and never deletes the last copy of any content; it removes temp files only when
+no live writer holds them. ``gc`` removes objects that no row references and that no put
+stored or claimed within the grace period; it is safe on a live store as long as rows
+commit within that grace. Every file name these commands print has its control
+characters escaped, so that a hostile name cannot drive the terminal.
 
 ``migrate`` is imported when it runs, not with this module: the package imports this
 module, and ``python -m flask_hashfs.migrate`` must find the module not yet imported.
@@ -15,13 +17,17 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .errors import StorageError
 from .layout import Layout
+from .maintenance import Progress, VerifyReport, escape
 from .nginx import nginx_config
 from .store import HashFS
 
@@ -44,36 +50,124 @@ def _store() -> HashFS:
     return _extension().client
 
 
+@contextmanager
+def _progress(store: HashFS, label: str) -> Iterator[Progress | None]:
+    """A progress bar on stderr while stdout is a terminal; nothing in a pipe or cron."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    with click.progressbar(length=store.count(), label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def advance(seen: int) -> None:
+            nonlocal done
+            bar.update(seen - done)
+            done = seen
+
+        yield advance
+
+
 @hashfs_cli.command("verify")
-def verify() -> None:
-    """Rehash every object and look for stale temp files; exit with status 1 if any
-    object is corrupted or any temp file was left by a crashed put."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+def verify(as_json: bool) -> None:
+    """Rehash every file and look for stale temp files, changing nothing. Exit status 1 if
+    anything is wrong: a corrupt or misplaced file, something that is no object, a lost
+    id (its content is nowhere: restore it from a backup) or a crashed put's temp file."""
     store = _store()
-    problems = 0
-    for path, expected in store.corrupted():
-        click.echo(f"corrupted: {path} (its content hashes to {expected.id})")
-        problems += 1
-    for path in store.stale_temp_files():
-        click.echo(f"stale temp file: {path}")
-        problems += 1
-    if problems:
+    try:
+        with _progress(store, "verifying") as progress:
+            report = store.verify(progress=progress)
+    except StorageError as exc:
+        raise click.ClickException(f"cannot verify {escape(store.root)}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(_verify_json(store, report), indent=2))
+    else:
+        for finding in report.findings:
+            about = f"{finding.problem}: {escape(store.backend.abspath(finding.key))}"
+            hashes = f"; its content hashes to {finding.content_id}" if finding.content_id else ""
+            click.echo(f"{about} ({escape(finding.detail)}{hashes})")
+        for id in report.lost:
+            click.echo(f"lost: {id} (no intact copy anywhere: restore it from a backup)")
+        for path in report.stale_temp_files:
+            click.echo(f"stale temp file: {escape(path)}")
+    if not report.ok:
+        problems = len(report.findings) + len(report.lost) + len(report.stale_temp_files)
         click.echo(f"{problems} problem(s) found; 'flask hashfs repair' fixes them.", err=True)
         raise click.exceptions.Exit(1)
-    click.echo(f"ok: {store.count()} objects verified in {store.root}")
+    if not as_json:
+        click.echo(f"ok: {report.checked} objects verified in {escape(store.root)}")
+
+
+def _verify_json(store: HashFS, report: VerifyReport) -> dict[str, Any]:
+    """Paths are JSON strings; a name that is not UTF-8 keeps its bytes as \\udcXX
+    escapes, which ``os.fsencode(json.loads(...))`` turns back into the name."""
+    return {
+        "root": store.root,
+        "ok": report.ok,
+        "checked": report.checked,
+        "findings": [
+            {
+                "path": store.backend.abspath(finding.key),
+                "key": finding.key,
+                "problem": finding.problem,
+                "content_id": finding.content_id,
+                "detail": finding.detail,
+            }
+            for finding in report.findings
+        ],
+        "lost": list(report.lost),
+        "stale_temp_files": list(report.stale_temp_files),
+    }
 
 
 @hashfs_cli.command("repair")
-def repair() -> None:
-    """Move corrupted objects to where their content belongs (or drop them if that content
-    is already stored), and remove temp files left by crashed puts."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+def repair(as_json: bool) -> None:
+    """Move every file to where its content belongs, never deleting the last copy of any
+    content: a copy is dropped only when an intact one is stored, and what is no object
+    goes to the quarantine folder .hashfs/quarantine/. Then remove temp files left by
+    crashed puts. Exit status 1 if some id's content was found nowhere (lost): restore it
+    from a backup."""
     store = _store()
-    repaired = store.repair()
-    for path, address in repaired:
-        click.echo(f"repaired: {path} -> {address.relpath}")
+    try:
+        with _progress(store, "repairing") as progress:
+            report = store.repair_report(progress=progress)
+    except StorageError as exc:
+        raise click.ClickException(f"cannot repair {escape(store.root)}: {exc}") from None
     removed = store.remove_stale_temp_files()
-    for path in removed:
-        click.echo(f"removed stale temp file: {path}")
-    click.echo(f"{len(repaired)} object(s) repaired, {len(removed)} stale temp file(s) removed.")
+    if as_json:
+        document = {
+            "root": store.root,
+            "actions": [
+                {
+                    "action": done.action,
+                    "source": done.source,
+                    "target": done.target,
+                    "content_id": done.content_id,
+                    "reason": done.reason,
+                }
+                for done in report.actions
+            ],
+            "lost": list(report.lost),
+            "removed_temp_files": removed,
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        abspath = store.backend.abspath
+        for done in report.actions:
+            where = f"{escape(abspath(done.source))} -> {escape(abspath(done.target))}"
+            click.echo(f"{done.action}: {where} ({done.reason})")
+        for id in report.lost:
+            click.echo(f"lost: {id} (no intact copy anywhere: restore it from a backup)")
+        for path in removed:
+            click.echo(f"removed stale temp file: {escape(path)}")
+        click.echo(
+            f"{len(report.moved)} moved, {len(report.dropped)} dropped as already stored,"
+            f" {len(report.quarantined)} quarantined, {len(report.lost)} lost,"
+            f" {len(removed)} stale temp file(s) removed."
+        )
+    if report.lost:
+        raise click.exceptions.Exit(1)
 
 
 @hashfs_cli.command("stats")

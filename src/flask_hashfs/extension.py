@@ -429,6 +429,8 @@ class FlaskHashFS:
     size = _Forward(lambda store: store.size)
     corrupted = _Forward(lambda store: store.corrupted)
     repair = _Forward(lambda store: store.repair)
+    repair_report = _Forward(lambda store: store.repair_report)
+    verify = _Forward(lambda store: store.verify)
     computehash = _Forward(lambda store: store.computehash)
     idpath = _Forward(lambda store: store.idpath)
     realpath = _Forward(lambda store: store.realpath)

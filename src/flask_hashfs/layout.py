@@ -189,6 +189,28 @@ class Layout:
             return None
         return id, extension
 
+    def parse_found(self, key: str) -> tuple[str, str] | None:
+        """Return ``(id, suffix)`` if ``key`` is shaped like an object's key, whatever
+        follows the id in its file name (``.jpg``, ``.jpeg~``, ``~``, ``.exe copy``), else
+        None.
+
+        This is how maintenance tells a misplaced or badly named object (moved to where its
+        content belongs) from a file that is no object at all (quarantined). The suffix is
+        ``""`` or starts with ``.``; it is not checked: :func:`is_extension` says if it is one.
+        """
+        parts = key.split("/")
+        if len(parts) != self.depth + 1:
+            return None
+        *folders, name = parts
+        if any(len(folder) != self.width for folder in folders):
+            return None
+        rest = self.id_length - self.depth * self.width
+        id = "".join(folders) + name[:rest]
+        suffix = name[rest:]
+        if not self._id_pattern.fullmatch(id):
+            return None
+        return id, suffix
+
     def split_name(self, name: str) -> tuple[str, str]:
         """Split a file name found on disk into its stem and its (unchecked) extension."""
         dot = name.find(".", 1)

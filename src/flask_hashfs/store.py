@@ -22,6 +22,9 @@ from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot, St
 from .hashing import BackgroundHasher
 from .headers import DEFAULT_INLINE_TYPES
 from .layout import Layout, is_extension, normalize_extension
+from .maintenance import Progress, RepairReport, VerifyReport
+from .maintenance import repair as _repair
+from .maintenance import verify as _verify
 from .streams import ByteChunks, PutInput
 from .sweep import LiveIds, SweepReport, grace_seconds
 
@@ -177,10 +180,7 @@ class HashFS:
         return self._find_stem(self._layout.stem(id))
 
     def _find_stem(self, stem: str) -> str | None:
-        key = self.backend.find(stem)
-        if key is None or key == stem:
-            return key
-        return key if is_extension(key[len(stem) :]) else None
+        return self.backend.find(stem)
 
     def _key_of_path(self, file: object) -> str | None:
         """The key a root-relative, cwd-relative or absolute path names, if canonical."""
@@ -318,10 +318,38 @@ class HashFS:
         return self._locate(file) is not None
 
     def delete(self, file: FileRef) -> None:
-        """Remove the object and the folders it leaves empty; nothing happens if absent."""
-        key = self._locate(file)
-        if key is not None:
-            self.backend.delete(key)
+        """Remove the content that an id, relative path or absolute path names, and the
+        folders it leaves empty; nothing happens if absent.
+
+        Every copy goes: the object under each extension it was stored with (hashfs 0.7
+        kept ``<id>``, ``<id>.jpg`` and ``<id>.png`` side by side), and any stray file next
+        to it whose bytes are that content (``<id>.jpg~``), so that no byte of it is left
+        in the store. A path names its content: deleting ``<id>.png`` by path deletes
+        ``<id>.jpg`` too. Other content under a stray name is left for ``repair``.
+
+        .. versionchanged:: 1.1
+            Every copy of the content is removed, not one file.
+        """
+        stem = self._layout.stem_of(file)
+        if stem is None:
+            key = self._key_of_path(file)
+            if key is None:
+                return
+            parsed = self._layout.parse(key)
+            assert parsed is not None
+            stem = self._layout.digest_stem(parsed[0])
+        id = stem.replace("/", "")
+        for key in self.backend.siblings(stem):
+            if key == stem or is_extension(key[len(stem) :]) or self._holds(key, id):
+                self.backend.delete(key)
+
+    def _holds(self, key: str, id: str) -> bool:
+        """Whether the file at ``key`` holds the content ``id`` (read to the end)."""
+        try:
+            with self.backend.open(key) as stream:
+                return self.computehash(stream) == id
+        except OSError:
+            return False
 
     # -- listing -------------------------------------------------------------------------
 
@@ -458,19 +486,62 @@ class HashFS:
                 yield key, HashAddress(id, expected, self.backend.abspath(expected))
 
     def repair(self, extensions: bool = True) -> list[tuple[str, HashAddress]]:
-        """Move each corrupted file to where its content belongs, or drop it if that
-        content is already stored. Returns what :meth:`corrupted` reported."""
+        """Move each misplaced or corrupted file to where its content belongs, and never
+        delete the last copy of any content (see :meth:`repair_report`).
+
+        Returns ``(path, address)`` for each file moved (``address`` is where it went) or
+        dropped (``address`` is the intact copy, ``is_duplicate=True``), as hashfs did; what
+        went to the quarantine is only in :meth:`repair_report`'s report.
+
+        .. versionchanged:: 1.1
+            Never loses content; files that are no objects go to the quarantine.
+        """
+        abspath = self.backend.abspath
         repaired = []
-        for key, address in list(self._misplaced(extensions)):
-            existing = self._find(address.id)
-            if existing is None:
-                self.backend.move(key, address.relpath)
-                repaired.append((self.backend.abspath(key), address))
-            else:
-                self.backend.delete(key)
-                where = HashAddress(address.id, existing, self.backend.abspath(existing))
-                repaired.append((self.backend.abspath(key), where))
+        for done in self.repair_report(extensions).actions:
+            if done.content_id is not None and done.action in ("moved", "dropped"):
+                duplicate = done.action == "dropped"
+                address = HashAddress(done.content_id, done.target, abspath(done.target), duplicate)
+                repaired.append((abspath(done.source), address))
         return repaired
+
+    def repair_report(
+        self, extensions: bool = True, *, progress: Progress | None = None
+    ) -> RepairReport:
+        """Put every file where its content belongs, and say what moved where.
+
+        - A file whose bytes do not match its name (bit rot, a swap, a copy made by hand)
+          moves to the address of its content, keeping its extension if ``extensions``
+          and the extension is valid; an extension 1.0 refuses (``.jpeg~``) is dropped.
+          With ``extensions=False`` every object moves to its address without extension.
+        - It is dropped instead only if a copy at that address has just been re-hashed
+          and found intact. A corrupt copy in the way is moved aside and placed in turn.
+        - A file that is no object (an unknown name, a symlink, a FIFO, a device, a
+          folder named like an object) goes to ``.hashfs/quarantine/<its key>``, and so
+          does a file whose address stays taken.
+        - Ids whose every copy was corrupt and whose content is nowhere are ``lost``.
+
+        Every move makes the new name before the old one goes, and what repair moved out
+        of the way waits under ``.hashfs/repair/`` until the next run places it: a
+        repair killed at any instant loses nothing; run it again.
+
+        :param progress: called with the number of entries looked at so far.
+
+        .. versionadded:: 1.1
+        """
+        return _repair(self, extensions, progress)
+
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Re-hash every file and report what is wrong, without changing anything: corrupt
+        or misplaced files, what is no object, the ids whose content is lost (to restore
+        from a backup), and stale temp files.
+
+        :param progress: called with the number of entries looked at so far.
+        :raises StorageError: the root does not exist or cannot be listed.
+
+        .. versionadded:: 1.1
+        """
+        return _verify(self, progress)
 
     def stale_temp_files(self) -> list[str]:
         """Temp files whose writer died (killed mid-put): safe to remove at any time."""

@@ -21,6 +21,13 @@ RESERVED_PREFIX = ".hashfs"
 #: Where a sweep sets an object aside before it decides, in one step that no claim can
 #: slip past, whether to remove it (see each backend's ``sweep``).
 ASIDE_PREFIX = RESERVED_PREFIX + "/aside/"
+#: Where maintenance puts what is no object (a README dropped in by hand, a FIFO, a file
+#: whose address is taken): ``.hashfs/quarantine/<the key it had>``.
+QUARANTINE = RESERVED_PREFIX + "/quarantine/"
+#: Where repair keeps a file it had to move out of the way (a corrupt copy at the address
+#: of content it is placing) until it is placed itself. Repair places whatever it finds
+#: here first, so that a repair killed at any instant leaves nothing out of reach.
+STAGING = RESERVED_PREFIX + "/repair/"
 
 
 def aside_name(key: str, token: str) -> str:
@@ -100,7 +107,14 @@ class Backend(ABC):
 
     @abstractmethod
     def find(self, stem: str) -> str | None:
-        """The key stored as ``stem`` or ``stem.<ext>``: one lookup, never a scan."""
+        """The key stored as ``stem`` or ``stem.<ext>`` with a valid extension (a regular
+        file; a stray ``stem.jpeg~`` never counts): one lookup, never a scan."""
+
+    @abstractmethod
+    def siblings(self, stem: str) -> list[str]:
+        """The keys of every regular file in the stem's folder whose name starts with the
+        stem (``stem``, ``stem.jpg``, ``stem.jpeg~``, ``stem~``), sorted: every file that
+        may hold the id's content. Stems have one length, so no other id's files match."""
 
     @abstractmethod
     def info(self, key: str) -> ObjectInfo | None: ...
@@ -140,7 +154,20 @@ class Backend(ABC):
 
     @abstractmethod
     def move(self, source: str, target: str) -> bool:
-        """Publish ``source``'s bytes at ``target`` unless it exists, then drop ``source``."""
+        """Publish ``source``'s bytes at ``target`` unless its id is stored (under any
+        extension other than ``source`` itself), and only then drop ``source``: False, with
+        ``source`` left where it was, if ``target`` could not be published."""
+
+    @abstractmethod
+    def set_aside(self, key: str, reserved: str) -> str | None:
+        """Move whatever is at ``key`` (on disk: a file, a symlink, a FIFO, a folder) to
+        ``reserved`` (a key under ``.hashfs/``), or to ``reserved.1``, ``reserved.2``... if
+        that is taken: never overwriting, never following a symlink. The key it got, or
+        None if ``key`` was gone."""
+
+    @abstractmethod
+    def reserved_keys(self, folder: str) -> Iterator[str]:
+        """The keys of the regular files under the reserved ``folder`` (``.hashfs/...``)."""
 
     @abstractmethod
     def all_keys(self) -> Iterator[str]:
@@ -153,6 +180,18 @@ class Backend(ABC):
             info = self.info(key)
             if info is not None:
                 yield key, info.size
+
+    @abstractmethod
+    def walk(self) -> Iterator[tuple[str, str | None]]:
+        """Every entry :meth:`all_keys` would list, as ``(key, None)``, and every other
+        entry that is not a folder, as ``(key, what it is)`` ("a symlink", "a FIFO",
+        "an unreadable folder"...). Never recurses, never follows a symlink, never opens
+        a file: a tree of any depth or oddity is walked to its end."""
+
+    @abstractmethod
+    def check_root(self) -> None:
+        """Raise :class:`~flask_hashfs.errors.StorageError` if the root does not exist
+        or cannot be listed: what a check of the whole store must refuse to call clean."""
 
     @abstractmethod
     def count(self) -> int: ...

@@ -40,12 +40,15 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import IO
 
 from ..errors import ConfigurationError, OutsideRoot, StorageError, storage_error
+from ..layout import is_extension
 from ..sweep import Judge, SweepReport, Tally
 from .base import (
     ASIDE_PREFIX,
+    QUARANTINE,
     RESERVED_PREFIX,
     Backend,
     ObjectInfo,
@@ -67,7 +70,9 @@ else:
 TEMP_PREFIX = RESERVED_PREFIX + "-tmp-"
 # (getattr: this module is imported, though never used, where these flags do not exist)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_OPEN_READ = os.O_RDONLY | _NOFOLLOW
+#: O_NONBLOCK: a FIFO or device swapped in under an object's name never makes a read wait
+#: (the fstat after opening refuses it); on a regular file it changes nothing.
+_OPEN_READ = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
 #: A sweep walks and sets aside through folder descriptors that never follow a symlink.
@@ -185,6 +190,20 @@ class LocalBackend(Backend):
         finally:
             os.close(folder_fd)
 
+    def siblings(self, stem: str) -> list[str]:
+        folder, _, name = stem.rpartition("/")
+        try:
+            folder_fd = self._beneath.open_folder(folder)
+        except (OSError, ValueError):
+            return []
+        try:
+            names = _files_named(folder_fd, name)
+        except OSError:
+            return []
+        finally:
+            os.close(folder_fd)
+        return sorted(stem[: len(stem) - len(name)] + found for found in names)
+
     def info(self, key: str) -> ObjectInfo | None:
         try:
             st = self._beneath.lstat(key)
@@ -287,38 +306,61 @@ class LocalBackend(Backend):
 
     def move(self, source: str, target: str) -> bool:
         """Link the file at ``source`` as ``target`` unless its id is stored, then unlink
-        ``source``. The file is opened through real folders, given ``fmode``, and the very
+        ``source``; False, with ``source`` left where it was, if ``target`` could not be
+        published. The file is opened through real folders, given ``fmode``, and the very
         file that was opened is linked (by its descriptor, where ``/proc`` allows)."""
         folder, _, name = source.rpartition("/")
-        folder_fd = self._beneath.open_folder(folder)
+        ignore = name if folder == target.rpartition("/")[0] else ""
         try:
-            fd = os.open(name, _OPEN_READ, dir_fd=folder_fd)
+            folder_fd = self._beneath.open_folder(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            try:
+                fd = os.open(name, _OPEN_READ, dir_fd=folder_fd)
+            except FileNotFoundError:
+                return False
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise FileNotFoundError(errno.ENOENT, "not a file", self.abspath(source))
+                    return False
                 os.fchmod(fd, self.fmode)
                 if _ANONYMOUS:
-                    created = self._link(f"/proc/self/fd/{fd}", target, follow_symlinks=True)
+                    created = self._link(
+                        f"/proc/self/fd/{fd}", target, follow_symlinks=True, ignore=ignore
+                    )
                 else:
-                    created = self._link(name, target, follow_symlinks=False, src_dir_fd=folder_fd)
+                    created = self._link(
+                        name, target, follow_symlinks=False, src_dir_fd=folder_fd, ignore=ignore
+                    )
             finally:
                 os.close(fd)
+            if not created:
+                return False
             os.unlink(name, dir_fd=folder_fd)
         finally:
             os.close(folder_fd)
         self._remove_empty_folders(folder)
-        return created
+        return True
 
     def _link(
-        self, source: str, key: str, *, follow_symlinks: bool, src_dir_fd: int | None = None
+        self,
+        source: str,
+        key: str,
+        *,
+        follow_symlinks: bool,
+        src_dir_fd: int | None = None,
+        ignore: str = "",
     ) -> bool:
-        """Hard-link ``source`` as ``key``; False if its id is stored under any extension.
-        Durable if asked.
+        """Hard-link ``source`` as ``key``; False if its id is stored under any extension
+        (other than the name ``ignore``, a file that is moving within its folder). Durable
+        if asked.
 
         Publishers in one shard folder take turns under an ``flock`` on the folder, so that
         looking for the id under any extension and linking it are one step: one object per
         id, one ``is_duplicate=False``. The link is made relative to the locked folder's
-        descriptor, into exactly the folder that was checked.
+        descriptor, into exactly the folder that was checked. Something that is no object
+        under the very name (a folder, a symlink, a FIFO named like the id) is set aside
+        into the quarantine: it never makes a put skip storing.
         """
         folder, _, name = key.rpartition("/")
         target = self.abspath(key)
@@ -337,15 +379,22 @@ class LocalBackend(Backend):
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not self._beneath.is_real_folder(folder, fd):
                     raise _not_a_folder(folder_path)  # never publish through a symlink
-                if _stored_names(fd, stem):
+                if [found for found in _stored_names(fd, stem) if found != ignore]:
                     return False
-                os.link(
+                link = partial(
+                    os.link,
                     source,
                     name,
                     src_dir_fd=src_dir_fd,
                     dst_dir_fd=fd,
                     follow_symlinks=follow_symlinks,
                 )
+                try:
+                    link()
+                except FileExistsError:
+                    if not self._set_aside_blocker(fd, key):
+                        return False
+                    link()
             except FileExistsError:
                 return False
             except StorageError:
@@ -371,6 +420,116 @@ class LocalBackend(Backend):
                     raise _storage_error(exc, "fsync the folder of", target) from None
             return True
         raise StorageError(errno.ENOENT, f"could not publish {target!r}: its folder kept vanishing")
+
+    def _set_aside_blocker(self, folder_fd: int, key: str) -> bool:
+        """Quarantine what holds ``key``'s name in the locked folder if it is no regular
+        file (a regular file there is an object: the caller's id is stored)."""
+        name = key.rpartition("/")[2]
+        try:
+            if stat.S_ISREG(os.lstat(name, dir_fd=folder_fd).st_mode):
+                return False
+        except FileNotFoundError:
+            return True  # gone meanwhile: the caller links again
+        self._set_aside(key, QUARANTINE + key, tidy=False)  # tidy: the caller links here next
+        return True
+
+    def set_aside(self, key: str, reserved: str) -> str | None:
+        return self._set_aside(key, reserved, tidy=True)
+
+    def _set_aside(self, key: str, reserved: str, *, tidy: bool) -> str | None:
+        """Both folders are opened from the root one part at a time, never through a
+        symlink, and the move is made between their descriptors: it works at any depth
+        (no path is ever longer than a name) and cannot be led out of the root."""
+        source_folder, _, source_name = key.rpartition("/")
+        folder, _, name = reserved.rpartition("/")
+        try:
+            source_fd = self._open_folder(source_folder, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None  # a symlink on the way: what was found is not there
+            raise
+        try:
+            fd = self._open_folder(folder, create=True)
+            try:
+                candidate = self._move_between(source_fd, source_name, fd, name)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(source_fd)
+        if candidate is None:
+            return None
+        if tidy and source_folder:
+            self._remove_empty_folders(source_folder)
+        return f"{folder}/{candidate}"
+
+    def _move_between(self, source_fd: int, source: str, fd: int, name: str) -> str | None:
+        """Move ``source`` to ``name`` or the first free ``name.<n>``; None if it was gone."""
+        for n in range(1 << 16):
+            candidate = name if n == 0 else f"{name}.{n}"
+            try:
+                st = os.lstat(source, dir_fd=source_fd)
+            except FileNotFoundError:
+                return None
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    # A folder cannot be hard-linked: rename it onto a new empty folder
+                    # of our own, which replaces nothing but that empty folder.
+                    os.mkdir(candidate, 0o700, dir_fd=fd)
+                    os.rename(source, candidate, src_dir_fd=source_fd, dst_dir_fd=fd)
+                else:
+                    _link_then_unlink(source_fd, source, fd, candidate, fsync=self.fsync)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                return None
+            return candidate
+        raise StorageError(errno.EEXIST, f"no free name for {name!r}", name)
+
+    def _open_folder(self, folder: str, *, create: bool) -> int:
+        """Open root-relative ``folder`` one part at a time from the root, never through a
+        symlink; with ``create``, make what is missing (the store's own folders)."""
+        fd = os.open(self.location, _OPEN_FOLDER)
+        if not folder:
+            return fd
+        try:
+            for part in folder.split("/"):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, self.dmode, dir_fd=fd)
+                inner = os.open(part, _OPEN_OWN_FOLDER, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def reserved_keys(self, folder: str) -> Iterator[str]:
+        """Each folder is opened from the root (never through a symlink) and listed whole
+        before anything is yielded, so a caller that stops early leaves nothing open."""
+        pending = [folder.rstrip("/")]
+        while pending:
+            prefix = pending.pop()
+            try:
+                fd = self._open_folder(prefix, create=False)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as scan:
+                    entries = [
+                        (
+                            f"{prefix}/{e.name}",
+                            e.is_file(follow_symlinks=False),
+                            e.is_dir(follow_symlinks=False),
+                        )
+                        for e in scan
+                    ]
+            finally:
+                os.close(fd)
+            pending.extend(key for key, _, is_dir in entries if is_dir)
+            yield from (key for key, is_file, _ in entries if is_file)
 
     def _make_folders(self, folder: str) -> list[str]:
         """Make root-relative ``folder``, found missing, and whatever is missing above it;
@@ -410,20 +569,42 @@ class LocalBackend(Backend):
         return made
 
     def all_keys(self) -> Iterator[str]:
-        yield from self._walk(self.location, "")
+        return (key for key, odd in self.walk() if odd is None)
 
-    def _walk(self, path: str, prefix: str) -> Iterator[str]:
-        try:
-            entries = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            if not prefix and entry.name.startswith(RESERVED_PREFIX):
+    def walk(self) -> Iterator[tuple[str, str | None]]:
+        """Depth first with a list for a stack: a folder's files come together (what
+        ``folders()`` relies on), and no depth of nesting can exhaust Python's stack."""
+        pending = [""]
+        while pending:
+            prefix = pending.pop()
+            try:
+                with os.scandir(self._prefix + prefix if prefix else self.location) as scan:
+                    entries = list(scan)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone since it was listed; the root itself: nothing is stored
+            except OSError as exc:
+                if not prefix:
+                    raise
+                yield prefix.rstrip("/"), f"an unreadable folder ({exc.strerror or exc})"
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(entry.path, prefix + entry.name + "/")
-            elif entry.is_file(follow_symlinks=False):
-                yield prefix + entry.name
+            folders = []
+            for entry in entries:
+                if not prefix and entry.name.startswith(RESERVED_PREFIX):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(prefix + entry.name + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    yield prefix + entry.name, None
+                else:
+                    yield prefix + entry.name, _kind(entry)
+            pending.extend(reversed(folders))
+
+    def check_root(self) -> None:
+        try:
+            with os.scandir(self.location):
+                pass
+        except OSError as exc:
+            raise _storage_error(exc, "list the root", self.location) from None
 
     def count(self) -> int:
         return self._total(_one)
@@ -544,15 +725,20 @@ def _file_size(entry: os.DirEntry[str]) -> int:
 
 
 def _stored_names(folder_fd: int, stem: str) -> list[str]:
-    """The files in the open folder named ``stem`` or ``stem.<anything>``: what a lookup
+    """The objects in the open folder named ``stem`` or ``stem.<ext>``: what a lookup
     finds and what keeps a publisher from storing the id again. One listing, whose entries
-    carry their file type."""
+    carry their file type; a stray ``stem.jpeg~`` or ``stem.exe copy`` is no object, and
+    only the few names that start with the stem are checked."""
     dotted = stem + "."
+    cut = len(stem)
     with os.scandir(folder_fd) as scan:
         return [
             entry.name
             for entry in scan
-            if (entry.name == stem or entry.name.startswith(dotted))
+            if (
+                entry.name == stem
+                or (entry.name.startswith(dotted) and is_extension(entry.name[cut:]))
+            )
             and entry.is_file(follow_symlinks=False)
         ]
 
@@ -665,6 +851,53 @@ class _Sweep:
             key = key_set_aside(aside)
             if self.judge(key) is not None:
                 self.put_back(aside, key)
+
+
+def _files_named(folder_fd: int, stem: str) -> list[str]:
+    """The regular files in the open folder whose name starts with ``stem``."""
+    with os.scandir(folder_fd) as scan:
+        return [
+            entry.name
+            for entry in scan
+            if entry.name.startswith(stem) and entry.is_file(follow_symlinks=False)
+        ]
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """What a folder entry that is neither a regular file nor a folder is, in words."""
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        return "gone or unreadable"
+    for test, words in (
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def _link_then_unlink(source_fd: int, source: str, fd: int, name: str, *, fsync: bool) -> None:
+    """Give ``source`` (any file but a folder; a symlink itself) the new ``name``, never
+    replacing an entry there: at every instant it has one name or both, so a kill loses
+    nothing. Where hard links are refused (``protected_hardlinks`` on another user's
+    file), a rename after checking that the name is free."""
+    try:
+        os.link(source, name, src_dir_fd=source_fd, dst_dir_fd=fd, follow_symlinks=False)
+    except PermissionError:
+        try:
+            os.lstat(name, dir_fd=fd)
+        except FileNotFoundError:
+            os.rename(source, name, src_dir_fd=source_fd, dst_dir_fd=fd)
+            return
+        raise FileExistsError(errno.EEXIST, "taken", name) from None
+    if fsync:
+        os.fsync(fd)
+    os.unlink(source, dir_fd=source_fd)
 
 
 class _LocalWriter(Writer):

@@ -78,6 +78,7 @@ from ..errors import (
     storage_error,
 )
 from ..headers import CACHE_CONTROL, DEFAULT_INLINE_TYPES, object_headers
+from ..layout import is_extension
 from ..sweep import Judge, SweepReport, Tally
 from .base import (
     ASIDE_PREFIX,
@@ -431,19 +432,25 @@ class S3Backend(Backend):
     # -- reading -----------------------------------------------------------------------
 
     def find(self, stem: str) -> str | None:
+        cut = len(stem)
+        found = [key for key in self.siblings(stem) if key == stem or is_extension(key[cut:])]
+        return found[0] if found else None
+
+    def siblings(self, stem: str) -> list[str]:
+        """One listing of the keys that start with ``stem`` (a page holds 1,000: an id
+        never has that many names)."""
         name = self._name(stem)
         reply = self._call(
             "list",
             stem,
             lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=name),
         )
-        dotted = name + "."
-        found = sorted(
-            item["Key"]
+        cut = len(self._key_prefix)
+        return sorted(
+            item["Key"][cut:]
             for item in reply.get("Contents", [])
-            if item["Key"] == name or item["Key"].startswith(dotted)
+            if "/" not in item["Key"][len(name) :]
         )
-        return found[0][len(self._key_prefix) :] if found else None
 
     def info(self, key: str) -> ObjectInfo | None:
         try:
@@ -558,13 +565,19 @@ class S3Backend(Backend):
             raise self._error(exc, "set aside", key) from None
         self._delete_key(key)
         if self._claim_of(id) != claim:
-            self.move(aside, key)
+            self._put_back(aside, key)
             return False
         self._delete_key(aside)
         self._drop_marker(key)
         if claim is not None:
             self._delete_key(CLAIMS_PREFIX + id)
         return True
+
+    def _put_back(self, aside: str, key: str) -> None:
+        """Publish the set-aside copy at ``key`` again, then drop it. If ``key`` is taken,
+        a put stored the same id under that very name since: the copy is not needed."""
+        if not self.move(aside, key):
+            self._delete_key(aside)
 
     def _delete_key(self, key: str) -> None:
         self._call(
@@ -589,7 +602,7 @@ class S3Backend(Backend):
             key = key_set_aside(name)
             if judge(key) is not None:
                 try:
-                    self.move(ASIDE_PREFIX + name, key)
+                    self._put_back(ASIDE_PREFIX + name, key)
                 except FileNotFoundError:
                     continue  # a concurrent sweep finished it
 
@@ -635,17 +648,53 @@ class S3Backend(Backend):
 
     def move(self, source: str, target: str) -> bool:
         """Stream ``source`` through a writer: the same create-if-absent as a put."""
+        try:
+            created = self._copy(source, target)
+        except FileNotFoundError:
+            return False
+        if created:
+            self._drop(source)
+        return created
+
+    def _copy(self, source: str, target: str) -> bool:
         with self.writer() as writer, self.open(source) as stream:
             while chunk := stream.read(PART_SIZE):
                 writer.write(chunk)
-            created = writer.publish(target)
+            return writer.publish(target)
+
+    def _drop(self, key: str) -> None:
         self._call(
             "delete",
-            source,
-            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(source)),
+            key,
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(key)),
         )
-        self._drop_marker(source)
-        return created
+        self._drop_marker(key)
+
+    def set_aside(self, key: str, reserved: str) -> str | None:
+        """Copied with ``If-None-Match: *`` to a free name, then deleted: a kill between
+        the two leaves two copies, never none."""
+        for n in range(1 << 16):
+            candidate = reserved if n == 0 else f"{reserved}.{n}"
+            try:
+                if self._copy(key, candidate):
+                    self._drop(key)
+                    return candidate
+            except FileNotFoundError:
+                return None
+        raise StorageError(errno.EEXIST, f"no free name for {reserved!r}", self.abspath(key))
+
+    def reserved_keys(self, folder: str) -> Iterator[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._name(folder.rstrip("/") + "/")
+        )
+        cut = len(self._key_prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if not item["Key"].endswith("/"):
+                        yield item["Key"][cut:]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "list", folder) from None
 
     # -- listing -----------------------------------------------------------------------
 
@@ -670,6 +719,13 @@ class S3Backend(Backend):
     def sizes(self) -> Iterator[tuple[str, int]]:
         """The listing has every size: no request per key."""
         return self._listing()
+
+    def walk(self) -> Iterator[tuple[str, str | None]]:
+        """A bucket holds objects only: no symlink, FIFO or folder to meet."""
+        return ((key, None) for key, _ in self._listing())
+
+    def check_root(self) -> None:
+        self._call("reach the bucket of", None, lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def count(self) -> int:
         return sum(1 for _ in self._listing())
