@@ -380,7 +380,10 @@ class S3Backend(Backend):
     def _choose(self, key: str) -> str:
         """The key under which the id of ``key`` is stored: ``key`` if this call created
         the id's marker (or found no marker this store wrote), else the key the marker
-        names."""
+        names. The store's own keys (quarantine, set-aside copies) have no marker: each
+        is its own name, whatever bytes it holds."""
+        if key.startswith(RESERVED_PREFIX):
+            return key
         marker = self._marker(key)
         stem = _split_key(key)[0]
         for _ in range(_CONFLICT_RETRIES):
