@@ -597,11 +597,13 @@ class Faults:
         fillers: list[Path] = []
         refused = False
         answers = []
-        probe = os.urandom(256 * KiB)
         # The deleter, the sweeper and running puts free and take space all the time, so
         # the probe goes out only while less than it is free, until one got its answer.
+        # Each probe is new content: a probe that got in once would be a duplicate after,
+        # a claim that needs no space, and every later answer a 201.
         for _ in range(50):
             self._top_up(fillers)
+            probe = os.urandom(256 * KiB)
             stats = os.statvfs(self.disk)
             if stats.f_bavail * stats.f_frsize >= len(probe):
                 time.sleep(0.1)
