@@ -772,8 +772,17 @@ class Figures:
         "rss_over_bound",
     )
 
+    #: Must-be-0 figures that are timings: on a loaded test machine a worker may be held
+    #: past its timeout for reasons of its own, so the short soak in ``make test`` leaves
+    #: these to the full one.
+    TIMINGS = ("slow_over_timeout",)
+
     def failures(self) -> list[str]:
         return [name for name in self.MUST_BE_ZERO if getattr(self, name)]
+
+    def counted_failures(self) -> dict[str, int]:
+        """The failures that count something, with their counts."""
+        return {name: getattr(self, name) for name in self.failures() if name not in self.TIMINGS}
 
 
 def overlaps(record: dict[str, Any], events: list[Event], kind: str, grace: float) -> bool:
@@ -1118,7 +1127,8 @@ def soak(
             figures.notes.append(f"dropped at {when} s: {record['kind']} {record['error']}")
     print(report(figures, plan, wall))
     if args.json:
-        Path(args.json).write_text(json.dumps(asdict(figures), indent=1))
+        written = asdict(figures) | {"counted_failures": figures.counted_failures()}
+        Path(args.json).write_text(json.dumps(written, indent=1))
     return figures
 
 

@@ -17,28 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: Must-be-0 figures that count something; "held past the timeout" is left to the full
-#: soak, because on a loaded test machine it is a timing.
-CHECKED = (
-    "other_5xx",
-    "other_dropped",
-    "server_other_5xx",
-    "lost",
-    "corrupt",
-    "corrupt_reads",
-    "hostile_served",
-    "refusals_accepted",
-    "partial_stored",
-    "published_after_fsync_fault",
-    "stored_short",
-    "unclear_507",
-    "no_retry_after",
-    "recoveries_failed",
-    "verify_failed",
-    "temp_files",
-    "fds_over_baseline",
-    "rss_over_bound",
-)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the soak mounts a tmpfs: it needs root")
@@ -55,7 +33,8 @@ def test_sixty_seconds_of_faults_lose_nothing(tmp_path: Path) -> None:
     assert out.exists(), run.stdout + run.stderr
     figures = json.loads(out.read_text())
     table = run.stdout
-    assert {name: figures[name] for name in CHECKED if figures[name]} == {}, table
+    # Every must-be-0 figure that counts something (timings are left to the full soak).
+    assert figures["counted_failures"] == {}, table
     # The faults happened, and the load was real.
     assert figures["worker_kills"] == figures["kills_survived"] > 0, table
     assert figures["enospc_refusals"] > 0, table
