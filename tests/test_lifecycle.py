@@ -71,6 +71,16 @@ def test_sweep_removes_only_unreferenced_old_objects(store: HashFS) -> None:
         assert sorted(raw_keys(store)) == sorted([live.relpath, recent.relpath])
 
 
+def test_delete_leaves_none_of_the_ids_bookkeeping(store: HashFS) -> None:
+    """A deleted id's claim (and marker) would otherwise stay in the bucket for ever."""
+    kept = store.put(io.BytesIO(b"kept"))
+    gone = store.put(io.BytesIO(b"gone"), ".txt")
+    store.put(io.BytesIO(b"gone"), ".txt")  # a dedupe put: a claim of its own
+    store.delete(gone.id)
+    assert [key for key in raw_keys(store) if gone.id in key] == []
+    assert store.exists(kept.id)
+
+
 def test_recent_objects_are_kept_whatever_the_grace_type(store: HashFS) -> None:
     address = store.put(io.BytesIO(b"new"))
     for grace in (HOUR, timedelta(hours=1), 3600):

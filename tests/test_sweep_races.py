@@ -109,6 +109,44 @@ def test_a_claim_after_the_object_was_set_aside_stores_it_again(
     assert aside(store) == []
 
 
+def test_a_delete_during_a_sweep_stays_deleted(
+    store: HashFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app deletes the content while a sweep holds it aside: the sweep must not
+    bring back what the app deleted (a deletion for privacy would silently undo itself)."""
+    address = store.put(io.BytesIO(b"private"))
+    grace = age(store)
+    backend: Any = store.backend
+    deleted: list[str] = []
+    if isinstance(backend, s3.S3Backend):
+        copy = backend.client.copy_object
+
+        def then_delete(**kwargs: Any) -> Any:
+            reply = copy(**kwargs)
+            if not deleted:
+                store.delete(address.id)
+                deleted.append(address.id)
+            return reply
+
+        monkeypatch.setattr(backend.client, "copy_object", then_delete)
+    else:
+        real_rename = os.rename
+
+        def rename(*args: Any, **kwargs: Any) -> None:
+            if not deleted:
+                store.delete(address.id)
+                deleted.append(address.id)
+            real_rename(*args, **kwargs)
+
+        monkeypatch.setattr(os, "rename", rename)
+    store.sweep([], grace=grace)
+    monkeypatch.undo()
+    assert deleted == [address.id]
+    assert not store.exists(address.id)
+    assert list(store.ids()) == []
+    assert aside(store) == []
+
+
 def test_a_put_whose_lookup_a_sweep_overtakes_stores_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

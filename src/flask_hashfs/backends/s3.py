@@ -35,17 +35,19 @@ if it is not, the put uploads it. A dedupe put is thus two requests (the claim a
 lookup), one more than before; a new put is three (claim, lookup, upload).
 
 A sweep reads a candidate's claim (HEAD), copies the object to ``.hashfs/aside/``,
-deletes it, and reads the claim again. If the claim changed, a put claimed the object:
-it is uploaded back (create-if-absent, so still one object per id). Otherwise the
-aside copy is deleted, and so is the claim. Why no claim is lost (S3 is strongly
-consistent, read-after-write and for lists): a claim written before the second read is
-seen by it, and the object goes back; a claim written after it is followed by the put's
-own lookup, which comes after the delete, finds nothing, and uploads the bytes again,
-fresh. The same holds for a new put racing an erasure: it wrote its claim before it
-uploaded. Deleting the claim of a removed object is safe for the same reason: a put
-whose claim that delete removes has found the object gone and uploaded it anew, and its
-upload time protects it. A sweep killed half-way leaves at worst a copy under
-``.hashfs/aside/``, which the next sweep uploads back before it starts.
+deletes it, and reads the claim again. If a new claim is there, a put claimed the
+object: it is uploaded back (create-if-absent, so still one object per id). Otherwise
+the aside copy is deleted, and so is the claim. A claim that is gone is not a new one:
+only a delete of the content removes a claim, and that delete meant the object to go.
+Why no claim is lost (S3 is strongly consistent, read-after-write and for lists): a
+claim written before the second read is seen by it, and the object goes back; a claim
+written after it is followed by the put's own lookup, which comes after the delete,
+finds nothing, and uploads the bytes again, fresh. The same holds for a new put racing
+an erasure: it wrote its claim before it uploaded. Deleting the claim of a removed
+object is safe for the same reason: a put whose claim that delete removes has found the
+object gone and uploaded it anew, and its upload time protects it. A sweep killed
+half-way leaves at worst a copy under ``.hashfs/aside/``, which the next sweep uploads
+back before it starts.
 """
 
 from __future__ import annotations
@@ -567,7 +569,8 @@ class S3Backend(Backend):
         except BotoCoreError as exc:
             raise self._error(exc, "set aside", key) from None
         self._delete_key(key)
-        if self._claim_of(id) != claim:
+        again = self._claim_of(id)
+        if again is not None and again != claim:
             self._put_back(aside, key)
             return False
         self._delete_key(aside)
@@ -639,14 +642,14 @@ class S3Backend(Backend):
         return reply["Body"], size
 
     def delete(self, key: str) -> bool:
+        """Also deletes the id's claim, which would otherwise outlive its object for ever
+        (a sweep only meets claims through their objects). A put that claims between the
+        two deletes finds the object gone and uploads anew, with a fresh time."""
         if self.info(key) is None:
             return False
-        self._call(
-            "delete",
-            key,
-            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(key)),
-        )
-        self._drop_marker(key)
+        self._drop(key)
+        if not key.startswith(RESERVED_PREFIX):
+            self._delete_key(CLAIMS_PREFIX + _split_key(key)[0].replace("/", ""))
         return True
 
     def move(self, source: str, target: str) -> bool:
@@ -666,11 +669,7 @@ class S3Backend(Backend):
             return writer.publish(target)
 
     def _drop(self, key: str) -> None:
-        self._call(
-            "delete",
-            key,
-            lambda: self.client.delete_object(Bucket=self.bucket, Key=self._name(key)),
-        )
+        self._delete_key(key)
         self._drop_marker(key)
 
     def set_aside(self, key: str, reserved: str) -> str | None:
