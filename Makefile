@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 5000
 SOAK_SECONDS ?= 300
 BENCH_STAMP := $(VENV)/.bench-stamp
+# The browser packages of package.json (tus-js-client), at the lockfile's versions.
+NODE_STAMP := node_modules/.installed-stamp
 
 .PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-sweep soak soak-s3
 
@@ -15,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,test,demo]'
 	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -27,11 +33,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(NODE_STAMP)
 	$(BIN)/pytest
 
 # The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/.
-demo: $(STAMP)
+demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/flask --app examples/demo run --host 127.0.0.1 --port $(PORT)
 
 # The store against its limit and hashfs 0.7.2 (under 10 minutes; ARGS=--quick for ~1).

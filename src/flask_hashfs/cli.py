@@ -29,6 +29,7 @@ from .errors import StorageError
 from .layout import Layout
 from .maintenance import Progress, VerifyReport, escape
 from .nginx import nginx_config
+from .resumable import remove_expired
 from .store import HashFS
 
 if TYPE_CHECKING:
@@ -251,6 +252,18 @@ def gc(grace: float, dry_run: bool, allow_short_grace: bool) -> None:
     click.echo(f"{verb}: {report.removed} objects, {report.removed_bytes} bytes")
     click.echo(f"kept as live: {report.kept_live} objects, {report.kept_live_bytes} bytes")
     click.echo(f"kept as recent: {report.kept_recent} objects, {report.kept_recent_bytes} bytes")
+
+
+@hashfs_cli.command("expire-uploads")
+def expire_uploads() -> None:
+    """Remove the resumable (tus) uploads whose time ran out, unfinished or finished:
+    their bytes and their records under .hashfs/uploads/. An upload receiving a chunk
+    right now is left for the next run. Safe on a live store; run it from cron."""
+    try:
+        removed = remove_expired(_store())
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"removed {removed} expired uploads")
 
 
 @hashfs_cli.command("migrate")

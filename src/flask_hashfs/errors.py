@@ -104,3 +104,30 @@ class ConfigurationError(HashFSError, ValueError):
         self.parameter = parameter
         self.reason = reason
         super().__init__(f"{parameter} {reason}")
+
+
+class UploadNotFound(HashFSError, LookupError):
+    """No resumable upload has this token: never created, finished long ago, removed."""
+
+
+class UploadExpired(UploadNotFound):
+    """The resumable upload's time ran out; it is removed by the next expiry run."""
+
+
+class UploadBusy(HashFSError):
+    """Another request is appending to the same upload right now."""
+
+
+class OffsetConflict(HashFSError, ValueError):
+    """A chunk was sent for another offset than the upload's current one.
+
+    :param offset: the upload's current offset, where the client must resume.
+    """
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        super().__init__(f"the upload is at offset {offset}")
+
+
+class ChunkRefused(HashFSError, ValueError):
+    """A chunk failed its check (a checksum): it was dropped, and the offset is unchanged."""

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from .address import HashAddress, StoredObject
 from .backends import Backend, ObjectInfo, Writer, open_backend
+from .backends.partial import HeldUpload
 from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot, StorageError
 from .hashing import BackgroundHasher
 from .headers import DEFAULT_INLINE_TYPES
@@ -25,7 +26,7 @@ from .layout import Layout, is_extension, normalize_extension
 from .maintenance import Progress, RepairReport, VerifyReport
 from .maintenance import repair as _repair
 from .maintenance import verify as _verify
-from .streams import ByteChunks, PutInput
+from .streams import CHUNK_SIZE, ByteChunks, PutInput
 from .sweep import LiveIds, SweepReport, grace_seconds
 
 FileRef = str | os.PathLike[str]
@@ -173,6 +174,27 @@ class HashFS:
             f"could not store {id}: its object kept appearing and vanishing",
             self.backend.abspath(key),
         )
+
+    def put_partial(self, upload: HeldUpload, extension: str | None = None) -> HashAddress:
+        """Store a finished resumable upload's bytes as one object, as :meth:`put` would.
+
+        The bytes are read back once to hash them, then the upload's own copy is
+        published (on disk: linked, never copied) or, if the content is stored, the
+        object is claimed. The upload itself is left for the caller to drop.
+
+        :raises InvalidExtension: before anything is read.
+        :raises StorageError: reading or publication failed; nothing was stored.
+
+        .. versionadded:: 1.1
+        """
+        ext = normalize_extension(extension)
+        with upload.reader() as stream, BackgroundHasher(self._layout.new_hasher()) as hasher:
+            while chunk := stream.read(CHUNK_SIZE):
+                hasher.update(chunk)
+            id = hasher.hexdigest()
+        stem = self._layout.digest_stem(id)
+        with upload.writer() as writer:
+            return self._claim(id, stem) or self._publish(writer, id, stem, ext)
 
     # -- finding -------------------------------------------------------------------------
 

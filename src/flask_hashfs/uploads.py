@@ -150,6 +150,37 @@ def _read_head(source: Any) -> bytes:
     return head
 
 
+def accepted_extension(extension: str | None, allowed_extensions: Collection[str] | None) -> str:
+    """The extension to store an upload with, lowercased, if the store and the app take it.
+
+    :raises werkzeug.exceptions.BadRequest: an extension the store refuses.
+    :raises werkzeug.exceptions.UnsupportedMediaType: one not in ``allowed_extensions``.
+    """
+    try:
+        ext = normalize_extension(extension).lower()
+    except InvalidExtension:
+        raise BadRequest("The file name's extension cannot be stored.") from None
+    if allowed_extensions is not None:
+        allowed = {normalize_extension(item).lower() for item in allowed_extensions}
+        if ext not in allowed:
+            listed = ", ".join(sorted(allowed))
+            raise UnsupportedMediaType(
+                f"Files of type {ext or '(no extension)'} are not accepted; send one of: {listed}."
+            )
+    return ext
+
+
+def check_content(ext: str, head: bytes) -> None:
+    """Refuse content whose first bytes (:data:`HEAD_SIZE` of them) are not what ``ext``
+    says, where a browser would show that type inline.
+
+    :raises werkzeug.exceptions.UnsupportedMediaType: they are not.
+    """
+    mimetype = media_type(ext)
+    if not content_matches(mimetype, head):
+        raise UnsupportedMediaType(f"The content does not match its type ({mimetype}).")
+
+
 def put_upload(
     store: HashFS,
     upload: FileStorage | IO[bytes] | None,
@@ -180,24 +211,12 @@ def put_upload(
         raise BadRequest("No file was uploaded.")
     if extension is None and isinstance(upload, FileStorage):
         extension = filename_extension(upload.filename)
-    try:
-        ext = normalize_extension(extension).lower()
-    except InvalidExtension:
-        raise BadRequest("The file name's extension cannot be stored.") from None
-    if allowed_extensions is not None:
-        allowed = {normalize_extension(item).lower() for item in allowed_extensions}
-        if ext not in allowed:
-            listed = ", ".join(sorted(allowed))
-            raise UnsupportedMediaType(
-                f"Files of type {ext or '(no extension)'} are not accepted; send one of: {listed}."
-            )
+    ext = accepted_extension(extension, allowed_extensions)
     source: Any = upload.stream if isinstance(upload, FileStorage) else upload
     if callable(getattr(source, "seekable", None)) and source.seekable():
         source.seek(0)
     head = _read_head(source)
-    mimetype = media_type(ext)
-    if not content_matches(mimetype, head):
-        raise UnsupportedMediaType(f"The content does not match its type ({mimetype}).")
+    check_content(ext, head)
     try:
         return store.put(BodyReader(source, head, max_size, length), ext)
     except StorageError as exc:

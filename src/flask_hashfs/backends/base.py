@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
 
+from ..errors import ConfigurationError
 from ..sweep import Judge, SweepReport
+
+if TYPE_CHECKING:
+    from .partial import PartialUploads
 
 #: Top-level names that start with this are the store's own, never objects: temp files
 #: (``.hashfs-tmp-*``) and the bookkeeping folder or key prefix ``.hashfs/`` (quarantine,
@@ -220,6 +224,11 @@ class Backend(ABC):
         :param content_disposition: the ``Content-Disposition`` it answers with.
         """
         return None
+
+    def partial_uploads(self) -> PartialUploads:
+        """Where resumable uploads keep what they received so far, under ``.hashfs/uploads/``
+        (see ``backends.partial``)."""
+        raise ConfigurationError("root", f"{self.location} cannot hold resumable uploads")
 
     @abstractmethod
     def temp_files(self) -> Iterator[str]:

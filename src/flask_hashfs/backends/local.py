@@ -57,6 +57,7 @@ from .base import (
     key_set_aside,
 )
 from .beneath import Beneath
+from .partial import PartialUploads
 from .walk import Measure, total
 
 try:
@@ -652,6 +653,11 @@ class LocalBackend(Backend):
             finally:
                 os.close(parent_fd)
             folder = parent
+
+    def partial_uploads(self) -> PartialUploads:
+        from .local_partial import LocalPartialUploads  # it builds on this module
+
+        return LocalPartialUploads(self)
 
     def temp_files(self) -> Iterator[str]:
         try:
