@@ -8,7 +8,7 @@ appended to ``ROOT.finished`` as a line ``<id> <is_duplicate> <file name>``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,13 @@ MAX_CONTENT_LENGTH = 256 << 10
 def tus_app(
     root: Path | str,
     on_finished: Callable[[Upload, HashAddress], None] | None = None,
+    config: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> tuple[Flask, TusUploads]:
+    """The app, and its tus endpoint made with ``options``; ``config`` overrides."""
     app = Flask(__name__)
     app.config.update(HASHFS_ROOT_FOLDER=str(root), MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH)
+    app.config.update(config or {})
     fs = FlaskHashFS(app)
     options.setdefault("max_size", 64 << 20)
     tus = TusUploads(fs, on_finished=on_finished, **options)

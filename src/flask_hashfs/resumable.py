@@ -137,11 +137,15 @@ class ResumableUploads:
                 raise OffsetConflict(upload.offset)
             if offset == 0 and upload.length > 0:
                 chunks = self._checked_head(held, upload, chunks)
-            size = held.append(offset, chunks, accept)
-            upload = replace(upload, offset=size, expires=time.time() + self.lifetime)
-            # Acknowledged before it is published: once the upload's bytes may be an
-            # object's (a hard link on disk), no request may write them again.
-            self._partials.save(upload.token, _record(upload))
+            expires = time.time() + self.lifetime
+
+            def acknowledged(size: int) -> dict[str, Any]:
+                # Acknowledged before it is published: once the upload's bytes may be an
+                # object's (a hard link on disk), no request may write them again.
+                return _record(replace(upload, offset=size, expires=expires))
+
+            size = held.append(offset, chunks, accept, acknowledged)
+            upload = replace(upload, offset=size, expires=expires)
             if size == upload.length:
                 return self._finish(held, upload)
             return upload

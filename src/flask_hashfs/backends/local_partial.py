@@ -1,7 +1,7 @@
 """Partial uploads in a folder root: ``.hashfs/uploads/<token>.json`` and ``<token>.part``.
 
-The bytes are written into the ``.part`` file and fsynced before the caller saves the
-record that acknowledges them, so what a client was told it sent survives a crash. A
+The bytes are written into the ``.part`` file and fsynced before the record that
+acknowledges them is replaced, so what a client was told it sent survives a crash. A
 chunk is written where the record says the acknowledged bytes end; what a refused or
 crashed chunk left beyond that is overwritten, and truncated at the end. An ``flock``
 on the ``.part`` file makes requests take turns, and a killed process lets go of it.
@@ -174,7 +174,11 @@ class _HeldFile(HeldUpload):
         self._fd = fd
 
     def append(
-        self, start: int, chunks: Iterable[bytes], accept: Callable[[], bool] | None = None
+        self,
+        start: int,
+        chunks: Iterable[bytes],
+        accept: Callable[[], bool] | None,
+        commit: Callable[[int], dict[str, Any]],
     ) -> int:
         position = start
         try:
@@ -192,6 +196,7 @@ class _HeldFile(HeldUpload):
         except OSError as exc:
             path = self._uploads._path(self._token + _BYTES)
             raise _storage_error(exc, "append to", path) from None
+        self._uploads._write_record(self._folder, self._token, commit(position))
         return position
 
     def reader(self) -> IO[bytes]:

@@ -3,9 +3,10 @@
 A partial upload lives under ``.hashfs/uploads/``, apart from the objects: no listing,
 count, verify or sweep looks there. Each backend keeps, per upload token, a small JSON
 record (what the upload layer wants to remember, including how many bytes it has
-acknowledged) and the bytes received so far, in order. Saving the record is what
-acknowledges a chunk: bytes stored beyond the record's count (a chunk a crash cut
-short, or one a checksum refused) are overwritten by the next chunk.
+acknowledged) and the bytes received so far, in order. A chunk is acknowledged with the
+record that counts it, in one step after its bytes are stored: bytes stored beyond the
+record's count (a chunk a crash cut short, or one a checksum refused) are overwritten
+by the next chunk.
 
 When every byte is there, :meth:`HeldUpload.reader` reads them back for hashing and
 :meth:`HeldUpload.writer` hands them to the store's own publication, which
@@ -38,16 +39,20 @@ class HeldUpload(ABC):
 
     @abstractmethod
     def append(
-        self, start: int, chunks: Iterable[bytes], accept: Callable[[], bool] | None = None
+        self,
+        start: int,
+        chunks: Iterable[bytes],
+        accept: Callable[[], bool] | None,
+        commit: Callable[[int], dict[str, Any]],
     ) -> int:
-        """Store ``chunks`` from byte ``start`` on, dropping whatever was stored beyond it;
-        the upload's new size, durable when it returns.
+        """Store ``chunks`` from byte ``start`` on (the last acknowledged size), and
+        acknowledge them with the record ``commit`` returns for the new size, which is
+        returned: durable when it returns.
 
-        The caller's record says where the upload's acknowledged bytes end; anything
-        after that (a chunk a crash cut short, before it was checked) is overwritten.
-        If iterating the chunks raises, or ``accept`` (called after the last one) says
-        no, the exception (:class:`~flask_hashfs.errors.ChunkRefused` for a refusal)
-        propagates and the bytes from ``start`` on do not count.
+        Whatever a refused or crashed chunk stored after the acknowledged bytes does not
+        count, and is overwritten. If iterating the chunks raises, or ``accept`` (called
+        after the last one) says no, the exception (:class:`~flask_hashfs.errors.ChunkRefused`
+        for a refusal) propagates and nothing is acknowledged.
         """
 
     @abstractmethod

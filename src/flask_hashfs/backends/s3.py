@@ -91,6 +91,7 @@ from .base import (
     aside_name,
     key_set_aside,
 )
+from .partial import UPLOADS, PartialUploads
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -233,6 +234,7 @@ class S3Backend(Backend):
         self.client: S3Client = self._session.client(
             "s3", endpoint_url=options.get("endpoint_url"), config=config
         )
+        self._partials: PartialUploads | None = None
 
     # -- names -------------------------------------------------------------------------
 
@@ -791,18 +793,30 @@ class S3Backend(Backend):
     def remove_empty(self, path: str) -> None:
         """Buckets have no folders: nothing to remove."""
 
+    def partial_uploads(self) -> PartialUploads:
+        """One for the backend: it keeps which uploads this process holds."""
+        if self._partials is None:
+            from .s3_partial import S3PartialUploads  # it builds on this module
+
+            self._partials = S3PartialUploads(self)
+        return self._partials
+
     # -- leftovers -----------------------------------------------------------------------
 
     def temp_files(self) -> Iterator[str]:
-        """Multipart uploads under the prefix older than :data:`STALE_UPLOAD_AGE`."""
+        """Multipart uploads under the prefix older than :data:`STALE_UPLOAD_AGE`, but for
+        the resumable uploads' (``.hashfs/uploads/``), which live until they expire."""
         pages = self.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, Prefix=self._key_prefix
         )
         cutoff = time.time() - STALE_UPLOAD_AGE
         cut = len(self._key_prefix)
+        resumable = self._key_prefix + UPLOADS
         try:
             for page in pages:
                 for upload in page.get("Uploads", []):
+                    if upload["Key"].startswith(resumable):
+                        continue
                     if upload["Initiated"].timestamp() <= cutoff:
                         yield f"{self.abspath(upload['Key'][cut:])}?uploadId={upload['UploadId']}"
         except (ClientError, BotoCoreError) as exc:
