@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from demo import create_app, fs
 from flask import Flask
-from playwright.sync_api import FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import FilePayload, Page, Request, Route, expect, sync_playwright
 
 from .serving_helpers import running
 
@@ -362,3 +362,51 @@ def test_a_1_0_database_keeps_its_rows(tmp_path: Path) -> None:
     with sqlite3.connect(app.config["DEMO_DATABASE"]) as db:
         rows = db.execute("SELECT id, object_id, name, content_type FROM upload").fetchall()
     assert rows == [(1, red_id, "red.png", "image/png")]
+
+
+@pytest.mark.parametrize("app_config", [{"DEMO_TUS_CHUNK_SIZE": 1 << 20}])
+def test_a_big_file_goes_through_tus_and_resumes_after_a_reload(
+    page: Page, base_url: str, app: Flask, tmp_path: Path
+) -> None:
+    body = b"%PDF-1.7\n" + hashlib.shake_256(b"big").digest((5 << 20) - 9)
+    big = tmp_path / "report.pdf"
+    big.write_bytes(body)  # a file on disk keeps its date: tus-js-client's fingerprint
+    page.goto(base_url + "/")
+
+    # The third chunk never reaches the server: the connection "drops" from there on.
+    offsets: list[int] = []
+
+    def drop_after_two_chunks(route: Route) -> None:
+        if route.request.method == "PATCH":
+            offsets.append(int(route.request.headers["upload-offset"]))
+            if len(offsets) > 2:
+                route.abort()
+                return
+        route.continue_()
+
+    page.route("**/resumable/*", drop_after_two_chunks)
+    page.set_input_files("#big", big)
+    page.get_by_role("button", name="Send in chunks").click()
+    expect(page.locator("#resumable-status")).to_contain_text(
+        "Choose the file again to resume", timeout=30_000
+    )
+    assert offsets[:3] == [0, 1 << 20, 2 << 20]
+    assert page.locator("#progress").evaluate("bar => bar.value") == 2 << 20
+    page.unroute("**/resumable/*")
+
+    page.reload()
+    resumed: list[int] = []
+
+    def patch_offsets(request: Request) -> None:
+        if request.method == "PATCH":
+            resumed.append(int(request.headers["upload-offset"]))
+
+    page.on("request", patch_offsets)
+    page.set_input_files("#big", big)
+    page.get_by_role("button", name="Send in chunks").click()
+    expect(page.locator(".messages .stored")).to_have_text("report.pdf: stored.", timeout=30_000)
+    assert resumed == [2 << 20, 3 << 20, 4 << 20]
+    expect(page.locator(".item .name")).to_have_text(["report.pdf"])
+    with sqlite3.connect(app.config["DEMO_DATABASE"]) as db:
+        rows = db.execute("SELECT object_id, name, content_type FROM upload").fetchall()
+    assert rows == [(hashlib.sha256(body).hexdigest(), "report.pdf", "application/pdf")]

@@ -12,6 +12,12 @@ grace, which is the one rule the sweep asks of the app (docs/lifecycle.md).
 Every form that changes state carries a CSRF token (Flask-WTF's ``CSRFProtect``), and
 every refusal, a stale form or an upload over ``MAX_CONTENT_LENGTH``, comes back to the
 gallery as a message instead of a bare error page.
+
+Big files go through the tus blueprint instead (``static/resumable.js`` on
+tus-js-client, which ``make`` installs from npm and the app serves from
+``node_modules``): in chunks, with a progress bar, and on after a reload or a dropped
+connection. Each upload belongs to the browser session that started it, its requests
+carry the CSRF token in a header, and its row is written when its last byte is stored.
 """
 
 from __future__ import annotations
@@ -24,14 +30,27 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2.filters import do_filesizeformat
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from flask_hashfs import FlaskHashFS, SweepReport
+from flask_hashfs import FlaskHashFS, HashAddress, SweepReport
 from flask_hashfs.headers import media_type
+from flask_hashfs.resumable import Upload
+from flask_hashfs.tus import Action, TusUploads
 from flask_hashfs.uploads import filename_extension
 
 fs = FlaskHashFS()
@@ -39,9 +58,14 @@ csrf = CSRFProtect()
 
 #: Inside the repository (and git-ignored), so that a demo leaves nothing elsewhere.
 DEFAULT_DATA_FOLDER = Path(__file__).resolve().parents[2] / ".demo-data"
+#: tus-js-client's browser build, installed by ``make`` (package.json): no CDN.
+TUS_JS = Path(__file__).resolve().parents[2] / "node_modules/tus-js-client/dist/tus.min.js"
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp"})
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS | {".txt", ".pdf"}
+#: What the resumable form takes: the same, plus videos and archives.
+RESUMABLE_EXTENSIONS = ALLOWED_EXTENSIONS | {".mp4", ".webm", ".zip"}
+RESUMABLE_MAX_SIZE = 4 << 30
 
 #: ``AUTOINCREMENT`` never gives a deleted row's number to a new one, so a delete form
 #: left open in another tab cannot delete a later upload.
@@ -82,6 +106,8 @@ def create_app(
         # A token for as long as the session lives: a gallery left open for an afternoon
         # still uploads.
         WTF_CSRF_TIME_LIMIT=None,
+        # Bytes per tus request of the resumable form.
+        DEMO_TUS_CHUNK_SIZE=8 * 1024 * 1024,
     )
     app.config.update(config or {})
     fs.init_app(app)
@@ -94,6 +120,8 @@ def create_app(
     app.add_url_rule("/files/<int:row>/delete", view_func=delete, methods=["POST"])
     app.add_url_rule("/files/<int:row>/download", view_func=download)
     app.add_url_rule("/collect", view_func=collect, methods=["POST"])
+    app.add_url_rule("/vendor/tus.min.js", view_func=tus_js)
+    app.register_blueprint(tus.blueprint, url_prefix="/resumable")
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(CSRFError, stale_form)
     app.add_template_global(plural)
@@ -170,6 +198,7 @@ def gallery() -> str:
                 "url": fs.url_for(info.key),
             }
         )
+    visitor()
     return render_template(
         "gallery.html",
         items=items,
@@ -178,6 +207,9 @@ def gallery() -> str:
         accept=",".join(sorted(ALLOWED_EXTENSIONS)),
         limit=upload_limit(),
         grace=current_app.config["DEMO_GC_GRACE"],
+        resumable_accept=",".join(sorted(RESUMABLE_EXTENSIONS)),
+        resumable_limit=size(RESUMABLE_MAX_SIZE),
+        chunk_size=current_app.config["DEMO_TUS_CHUNK_SIZE"],
     )
 
 
@@ -192,28 +224,66 @@ def upload() -> Response:
         except HTTPException as refusal:
             flash(f"{name}: refused. {refusal.description}", "refused")
             continue
-        # The type the serving route sends: from the stored extension, never from the
-        # client.
-        content_type = media_type(filename_extension(address.relpath))
-        with database() as db:
-            row = db.execute(
-                "INSERT INTO upload (object_id, name, content_type) VALUES (?, ?, ?)",
-                (address.id, name, content_type),
-            ).lastrowid
-            first = db.execute(
-                "SELECT name FROM upload WHERE object_id = ? AND id != ? ORDER BY id LIMIT 1",
-                (address.id, row),
-            ).fetchone()
-        if not address.is_duplicate:
-            flash(f"{name}: stored.", "stored")
-        elif first is not None:
-            flash(f"{name}: same bytes as {first['name']}, stored once.", "duplicate")
-        else:
-            flash(
-                f"{name}: same bytes as a deleted upload not yet collected, stored once.",
-                "duplicate",
-            )
+        record(name, address)
     return redirect(url_for("gallery"), code=303)
+
+
+def record(name: str, address: HashAddress) -> None:
+    """The upload's row, and a message that says whether its bytes were new."""
+    # The type the serving route sends: from the stored extension, never from the client.
+    content_type = media_type(filename_extension(address.relpath))
+    with database() as db:
+        row = db.execute(
+            "INSERT INTO upload (object_id, name, content_type) VALUES (?, ?, ?)",
+            (address.id, name, content_type),
+        ).lastrowid
+        first = db.execute(
+            "SELECT name FROM upload WHERE object_id = ? AND id != ? ORDER BY id LIMIT 1",
+            (address.id, row),
+        ).fetchone()
+    if not address.is_duplicate:
+        flash(f"{name}: stored.", "stored")
+    elif first is not None:
+        flash(f"{name}: same bytes as {first['name']}, stored once.", "duplicate")
+    else:
+        flash(
+            f"{name}: same bytes as a deleted upload not yet collected, stored once.",
+            "duplicate",
+        )
+
+
+def visitor() -> str:
+    """Who the browser is: a random id in its session cookie, drawn on its first visit.
+    Each resumable upload belongs to the visitor that created it."""
+    if "visitor" not in session:
+        session["visitor"] = secrets.token_urlsafe(16)
+    return str(session["visitor"])
+
+
+def may_upload(action: Action, upload: Upload | None) -> bool:
+    """Any visitor with a session may upload; CSRFProtect has checked the token header
+    of every request that changes something (POST, PATCH, DELETE) before this runs."""
+    return action == "options" or "visitor" in session
+
+
+def finished(upload: Upload, address: HashAddress) -> None:
+    record(upload.metadata.get("filename") or "upload", address)
+
+
+tus = TusUploads(
+    fs,
+    max_size=RESUMABLE_MAX_SIZE,
+    allowed_extensions=RESUMABLE_EXTENSIONS,
+    authorize=may_upload,
+    identify=visitor,
+    on_finished=finished,
+)
+
+
+def tus_js() -> Response:
+    if not TUS_JS.exists():
+        abort(404, "tus-js-client is missing: run make, which installs it from npm.")
+    return send_file(TUS_JS, max_age=3600)
 
 
 def delete(row: int) -> Response:
