@@ -1,12 +1,14 @@
 """Flask-HashFS: content-addressed file storage for Flask applications."""
 
-from .address import HashAddress, StoredObject
+from .address import DirectUpload, HashAddress, StoredObject
+from .backends import PresignedPut
 from .errors import (
     BucketNotFound,
     ConfigurationError,
     HashFSError,
     InvalidExtension,
     InvalidId,
+    InvalidUpload,
     ObjectNotFound,
     OutsideRoot,
     StorageAccessDenied,
@@ -14,6 +16,7 @@ from .errors import (
     StorageFull,
     StorageUnavailable,
     UnreadableInput,
+    UploadNotReceived,
 )
 from .extension import FlaskHashFS
 from .http_errors import InsufficientStorage, handle_storage_error, http_error
@@ -26,6 +29,7 @@ __version__ = "1.0.0"
 __all__ = [
     "BucketNotFound",
     "ConfigurationError",
+    "DirectUpload",
     "Finding",
     "FlaskHashFS",
     "HashAddress",
@@ -34,8 +38,10 @@ __all__ = [
     "InsufficientStorage",
     "InvalidExtension",
     "InvalidId",
+    "InvalidUpload",
     "ObjectNotFound",
     "OutsideRoot",
+    "PresignedPut",
     "RepairAction",
     "RepairReport",
     "StorageAccessDenied",
@@ -45,6 +51,7 @@ __all__ = [
     "StoredObject",
     "SweepReport",
     "UnreadableInput",
+    "UploadNotReceived",
     "VerifyReport",
     "__version__",
     "handle_storage_error",

@@ -1,4 +1,5 @@
-"""The value ``put`` and ``get`` return, with the same fields and defaults as hashfs 0.7."""
+"""What the store hands out: the value ``put`` and ``get`` return (with the same fields
+and defaults as hashfs 0.7), what serving looks up, and a direct upload's terms."""
 
 from __future__ import annotations
 
@@ -36,3 +37,19 @@ class StoredObject(NamedTuple):
     key: str
     size: int
     mtime: float
+
+
+class DirectUpload(NamedTuple):
+    """The terms of one direct upload, from its authorization to its publication: keep
+    them where the client cannot change them (the app signs them into a ticket).
+
+    :param id: the SHA-256 the client declared, which the storage holds its bytes to.
+    :param size: the exact length authorized, in bytes.
+    :param extension: ``""`` or ``".ext"``, normalized, to publish the object with.
+    :param key: the incoming key the client uploads to, under ``.hashfs/incoming/``.
+    """
+
+    id: str
+    size: int
+    extension: str
+    key: str

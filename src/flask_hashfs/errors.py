@@ -43,6 +43,22 @@ class UnreadableInput(HashFSError, ValueError):
     """``put`` was handed something that is neither an existing file path nor a stream."""
 
 
+class InvalidUpload(HashFSError, ValueError):
+    """A direct upload the store cannot authorize or publish as described: a size below
+    zero or beyond what one request to the storage carries, or an incoming key that is
+    not one the store hands out."""
+
+
+class UploadNotReceived(HashFSError, FileNotFoundError):
+    """The bytes of a direct upload are not at its incoming key, or not the bytes that
+    were authorized: the client never sent them, the storage refused them, or they were
+    removed as stale. Nothing was published."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"direct upload {key!r}: {reason}")
+
+
 class ObjectNotFound(HashFSError, FileNotFoundError):
     """No stored object answers to this id or path."""
 

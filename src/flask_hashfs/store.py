@@ -10,16 +10,28 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
 from itertools import chain
 from typing import IO, Any
 
-from .address import HashAddress, StoredObject
-from .backends import Backend, ObjectInfo, Writer, open_backend
+from .address import DirectUpload, HashAddress, StoredObject
+from .backends import Backend, Incoming, ObjectInfo, PresignedPut, Publisher, open_backend
+from .backends.base import INCOMING
 from .backends.partial import HeldUpload
-from .errors import InvalidExtension, InvalidId, ObjectNotFound, OutsideRoot, StorageError
+from .errors import (
+    ConfigurationError,
+    InvalidExtension,
+    InvalidId,
+    InvalidUpload,
+    ObjectNotFound,
+    OutsideRoot,
+    StorageError,
+    UploadNotReceived,
+)
 from .hashing import BackgroundHasher
 from .headers import DEFAULT_INLINE_TYPES
 from .layout import Layout, is_extension, normalize_extension
@@ -33,6 +45,12 @@ FileRef = str | os.PathLike[str]
 #: Rounds of publish-or-claim a put makes before it gives up (each lost round means a
 #: concurrent delete or sweep removed the object between two of the put's own steps).
 _SETTLE_ROUNDS = 16
+#: The bytes read ahead to check a file signature (``uploads.SIGNATURES``; the longest
+#: check looks at offset 8-12), and the first bytes of a direct upload its check gets.
+HEAD_SIZE = 32
+#: Seconds a client has to start the upload a presigned PUT authorizes.
+UPLOAD_URL_EXPIRES = 3600
+_INCOMING_KEY = re.compile(re.escape(INCOMING) + "[0-9a-f]{32}")
 
 
 class HashFS:
@@ -157,7 +175,7 @@ class HashFS:
             return None
         return HashAddress(id, existing, self.backend.abspath(existing), True)
 
-    def _publish(self, writer: Writer, id: str, stem: str, ext: str) -> HashAddress:
+    def _publish(self, writer: Publisher, id: str, stem: str, ext: str) -> HashAddress:
         """Publish the writer's copy, or claim the object a racing put published first.
         Each round either ends the put or saw a sweep or delete remove the object between
         two of its steps, so a few rounds always settle it."""
@@ -195,6 +213,118 @@ class HashFS:
         stem = self._layout.digest_stem(id)
         with upload.writer() as writer:
             return self._claim(id, stem) or self._publish(writer, id, stem, ext)
+
+    # -- direct uploads (docs/uploads.md) ------------------------------------------------
+
+    @property
+    def max_upload_size(self) -> int:
+        """The largest direct upload the storage takes, in bytes (0: none, a folder)."""
+        return self.backend.max_upload_size
+
+    def presign_upload(
+        self, id: str, size: int, extension: str | None = None
+    ) -> tuple[DirectUpload, PresignedPut]:
+        """Authorize a client to upload ``size`` bytes whose SHA-256 is ``id`` straight
+        to the storage, for :meth:`publish_upload` to publish once they are there.
+
+        The storage takes exactly those bytes and refuses any other. Nothing is looked
+        up: whether the content is stored already is decided only once the client has
+        sent it, so that the answer tells a client nothing about what others stored.
+
+        :returns: the upload's terms, to keep (signed) until it is published, and the
+            request the client sends, valid for :data:`UPLOAD_URL_EXPIRES` seconds.
+        :raises ConfigurationError: the store is a folder, or hashes with another
+            algorithm than sha256 (the one the storage checks).
+        :raises InvalidId: ``id`` is no sha256 hex digest.
+        :raises InvalidExtension: before anything is signed.
+        :raises InvalidUpload: ``size`` is below 0 or above :attr:`max_upload_size`.
+
+        .. versionadded:: 1.1
+        """
+        upload = self._checked(DirectUpload(id, size, extension or "", INCOMING))
+        upload = upload._replace(key=INCOMING + secrets.token_hex(16))
+        put = self.backend.presign_put(upload.key, size, bytes.fromhex(id), UPLOAD_URL_EXPIRES)
+        assert put is not None, "a store with a max_upload_size presigns"
+        return upload, put
+
+    def publish_upload(
+        self, upload: DirectUpload, check: Callable[[bytes], object] | None = None
+    ) -> HashAddress:
+        """Publish what a client uploaded under the terms :meth:`presign_upload` gave,
+        as :meth:`put` publishes the same bytes: content already stored is claimed and
+        returned with ``is_duplicate=True``; the bytes never pass through this process.
+
+        First the upload is checked: its size and SHA-256 must be the authorized ones
+        (the digest the storage verified on arrival; where it reports none, the bytes
+        are read back and hashed), and ``check``, if given, is called with its first
+        :data:`HEAD_SIZE` bytes (to refuse content its extension does not describe);
+        whatever ``check`` raises is raised here. The incoming copy is removed in every
+        case: published, refused or failed.
+
+        :raises UploadNotReceived: nothing, or other bytes, arrived; nothing was published.
+        :raises InvalidUpload: ``upload`` names no incoming key of this store.
+        :raises StorageError: the storage failed; nothing was published.
+
+        .. versionadded:: 1.1
+        """
+        upload = self._checked(upload)
+        if _INCOMING_KEY.fullmatch(upload.key) is None:
+            raise InvalidUpload(f"{upload.key!r} is not an incoming key of this store")
+        incoming = self.backend.incoming(upload.key)
+        if incoming is None:
+            raise UploadNotReceived(upload.key, "no bytes arrived (or they expired)")
+        with incoming:
+            self._check_received(upload, incoming)
+            if check is not None:
+                check(incoming.head(HEAD_SIZE))
+            stem = self._layout.digest_stem(upload.id)
+            return self._claim(upload.id, stem) or self._publish(
+                incoming, upload.id, stem, upload.extension
+            )
+
+    def check_direct_uploads(self) -> None:
+        """Raise :class:`ConfigurationError` unless this store takes direct uploads: it
+        needs object storage, and sha256 ids (the digest the storage checks).
+
+        .. versionadded:: 1.1
+        """
+        if not self.max_upload_size:
+            raise ConfigurationError(
+                "root", f"must be object storage (s3://...) for direct uploads, not {self.root!r}"
+            )
+        if self.algorithm != "sha256":
+            raise ConfigurationError(
+                "algorithm",
+                f"must be 'sha256' for direct uploads (the storage checks SHA-256 digests),"
+                f" not {self.algorithm!r}",
+            )
+
+    def _checked(self, upload: DirectUpload) -> DirectUpload:
+        """``upload`` with its id checked and its extension normalized."""
+        self.check_direct_uploads()
+        size = upload.size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidUpload(f"a size is a number of bytes, not {size!r}")
+        if size > self.max_upload_size:
+            raise InvalidUpload(
+                f"{size} bytes is more than the {self.max_upload_size} one upload may carry"
+            )
+        return upload._replace(
+            id=self._layout.check_id(upload.id), extension=normalize_extension(upload.extension)
+        )
+
+    def _check_received(self, upload: DirectUpload, incoming: Incoming) -> None:
+        """Raise :class:`UploadNotReceived` unless ``incoming`` holds the bytes of ``upload``."""
+        if incoming.size != upload.size:
+            raise UploadNotReceived(
+                upload.key, f"{incoming.size} bytes arrived, not the {upload.size} authorized"
+            )
+        digest = incoming.sha256.hex() if incoming.sha256 is not None else None
+        if digest is None:
+            with self.backend.open(upload.key) as stream:
+                digest = self.computehash(stream)
+        if digest != upload.id:
+            raise UploadNotReceived(upload.key, f"the bytes that arrived are {digest}")
 
     # -- finding -------------------------------------------------------------------------
 

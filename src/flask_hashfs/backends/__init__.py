@@ -11,10 +11,19 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..headers import DEFAULT_INLINE_TYPES
 from ..headers import inline_types as checked_inline_types
-from .base import Backend, ObjectInfo, Writer
+from .base import Backend, Incoming, ObjectInfo, PresignedPut, Publisher, Writer
 from .local import LocalBackend
 
-__all__ = ["Backend", "LocalBackend", "ObjectInfo", "Writer", "open_backend"]
+__all__ = [
+    "Backend",
+    "Incoming",
+    "LocalBackend",
+    "ObjectInfo",
+    "PresignedPut",
+    "Publisher",
+    "Writer",
+    "open_backend",
+]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple, Self
 
 from ..errors import ConfigurationError
 from ..sweep import Judge, SweepReport
@@ -32,6 +32,14 @@ QUARANTINE = RESERVED_PREFIX + "/quarantine/"
 #: of content it is placing) until it is placed itself. Repair places whatever it finds
 #: here first, so that a repair killed at any instant leaves nothing out of reach.
 STAGING = RESERVED_PREFIX + "/repair/"
+#: Where a client's direct upload lands (``.hashfs/incoming/<random token>``) until the
+#: app has checked it and published it as an object, or refused it.
+INCOMING = RESERVED_PREFIX + "/incoming/"
+#: An incoming upload older than this is a leftover (the client never completed it):
+#: the store lists it with its stale temp files. It is also how long the app accepts
+#: the completion of an upload it authorized, so no upload that can still be completed
+#: is ever taken for a leftover.
+INCOMING_MAX_AGE = 24 * 3600
 
 
 def aside_name(key: str, token: str) -> str:
@@ -53,8 +61,20 @@ class ObjectInfo(NamedTuple):
     mtime: float
 
 
-class Writer(ABC):
-    """A private, not yet visible copy of an object being written.
+class PresignedPut(NamedTuple):
+    """A request a client may send once, without credentials, to upload one object.
+
+    :param url: the signed URL, to ``PUT`` the bytes to.
+    :param headers: the headers the request must carry, with exactly these values (the
+        signature covers them): the length and the checksum of the bytes authorized.
+    """
+
+    url: str
+    headers: dict[str, str]
+
+
+class Publisher(ABC):
+    """A private, not yet visible copy of an object, to publish under its key.
 
     Used as a context manager: leaving it without :meth:`publish` discards the copy.
     """
@@ -65,9 +85,6 @@ class Writer(ABC):
     published: str | None = None
 
     @abstractmethod
-    def write(self, data: bytes) -> None: ...
-
-    @abstractmethod
     def publish(self, key: str) -> bool:
         """Make the bytes visible under ``key`` unless its id is stored (under any extension):
         True if this call created it."""
@@ -76,11 +93,35 @@ class Writer(ABC):
     def discard(self) -> None:
         """Drop the private copy (after publication, only what is left of it)."""
 
-    def __enter__(self) -> Writer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.discard()
+
+
+class Writer(Publisher):
+    """A copy the store writes itself, chunk by chunk, as it reads a put's input."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+
+class Incoming(Publisher):
+    """A client's direct upload, already in the storage under an incoming key: the store
+    checks it, then publishes it without the bytes passing through the app.
+
+    :param size: its length in bytes.
+    :param sha256: the SHA-256 digest the storage verified on arrival, or None if it
+        reports none (then only reading the bytes tells what they are).
+    """
+
+    size: int
+    sha256: bytes | None
+
+    @abstractmethod
+    def head(self, size: int) -> bytes:
+        """Its first ``size`` bytes (fewer if it is shorter)."""
 
 
 class Backend(ABC):
@@ -92,6 +133,8 @@ class Backend(ABC):
     signs_urls: bool = False
     #: The longest ``window`` :meth:`signed_url` accepts, in seconds (0: none).
     max_signing_window: int = 0
+    #: The largest direct upload :meth:`presign_put` can authorize, in bytes (0: none).
+    max_upload_size: int = 0
 
     @abstractmethod
     def abspath(self, key: str) -> str: ...
@@ -229,6 +272,16 @@ class Backend(ABC):
         """Where resumable uploads keep what they received so far, under ``.hashfs/uploads/``
         (see ``backends.partial``)."""
         raise ConfigurationError("root", f"{self.location} cannot hold resumable uploads")
+
+    def presign_put(self, key: str, size: int, sha256: bytes, expires: int) -> PresignedPut | None:
+        """A request that uploads exactly ``size`` bytes whose SHA-256 is ``sha256`` to
+        ``key`` (an incoming key), valid for ``expires`` seconds; the storage refuses
+        any other bytes. None where storage has no URLs."""
+        return None
+
+    def incoming(self, key: str) -> Incoming | None:
+        """The direct upload at the incoming ``key``, or None if nothing arrived there."""
+        return None
 
     @abstractmethod
     def temp_files(self) -> Iterator[str]:

@@ -52,6 +52,7 @@ back before it starts.
 
 from __future__ import annotations
 
+import base64
 import errno
 import io
 import os
@@ -84,9 +85,13 @@ from ..layout import is_extension
 from ..sweep import Judge, SweepReport, Tally
 from .base import (
     ASIDE_PREFIX,
+    INCOMING,
+    INCOMING_MAX_AGE,
     RESERVED_PREFIX,
     Backend,
+    Incoming,
     ObjectInfo,
+    PresignedPut,
     Writer,
     aside_name,
     key_set_aside,
@@ -106,6 +111,9 @@ PART_SIZE = 8 << 20
 #: (SeaweedFS: 77 MiB/s for 64 MiB against 55 MiB/s in 8 MiB parts, 4 at a time); beyond
 #: it, parts bound what a failure costs and let a fast link carry several streams.
 MULTIPART_THRESHOLD = 64 << 20
+#: The most one ``PutObject`` (and one part of a multipart upload) may carry: 5 GiB on
+#: AWS, and so the most a direct upload, which is one presigned ``PutObject``, may be.
+MAX_PUT_SIZE = 5 << 30
 #: Parts in flight at once for one put: enough to fill a link, at most this many parts
 #: of memory.
 UPLOAD_THREADS = 4
@@ -331,7 +339,52 @@ class S3Backend(Backend):
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _put_parts(self, key: str, fd: int, size: int) -> bool:
-        """A multipart upload completed with ``If-None-Match: *``; aborted on any failure."""
+        """The spool in :data:`PART_SIZE` parts, :data:`UPLOAD_THREADS` at a time."""
+
+        def send(name: str, upload: str) -> list[CompletedPartTypeDef]:
+            def part(number: int) -> CompletedPartTypeDef:
+                offset = (number - 1) * PART_SIZE
+                data = os.pread(fd, min(PART_SIZE, size - offset), offset)
+                reply = self.client.upload_part(
+                    Bucket=self.bucket, Key=name, UploadId=upload, PartNumber=number, Body=data
+                )
+                done: CompletedPartTypeDef = {"ETag": reply["ETag"], "PartNumber": number}
+                if "ChecksumCRC32" in reply:
+                    done["ChecksumCRC32"] = reply["ChecksumCRC32"]
+                return done
+
+            with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="hashfs-upload") as pool:
+                try:
+                    return list(pool.map(part, range(1, -(-size // PART_SIZE) + 1)))
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+
+        return self._multipart(key, send)
+
+    def _copy_new(self, source: str, key: str) -> bool:
+        """``source``'s bytes as ``key`` unless it exists, copied inside the bucket: one
+        part copied from ``source`` (up to :data:`MAX_PUT_SIZE`, the most one part can
+        be), completed with ``If-None-Match: *``. A plain ``CopyObject`` has no
+        create-if-absent on every server; a completion has, as for any large put."""
+        source_name = self._name(source)
+
+        def copy(name: str, upload: str) -> list[CompletedPartTypeDef]:
+            reply = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload,
+                PartNumber=1,
+                CopySource={"Bucket": self.bucket, "Key": source_name},
+            )
+            return [{"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": 1}]
+
+        return self._multipart(key, copy)
+
+    def _multipart(self, key: str, parts: Callable[[str, str], list[CompletedPartTypeDef]]) -> bool:
+        """A multipart upload of ``key`` with the parts that ``parts(name, upload id)``
+        sends, completed with ``If-None-Match: *``: False if the key exists. Aborted on
+        any failure, so no hidden parts stay behind."""
         name = self._name(key)
         upload = self._call(
             "start an upload of",
@@ -342,38 +395,21 @@ class S3Backend(Backend):
                 **self._headers(key),  # type: ignore[arg-type]
             ),
         )["UploadId"]
-
-        def send(number: int) -> CompletedPartTypeDef:
-            offset = (number - 1) * PART_SIZE
-            data = os.pread(fd, min(PART_SIZE, size - offset), offset)
-            reply = self.client.upload_part(
-                Bucket=self.bucket, Key=name, UploadId=upload, PartNumber=number, Body=data
-            )
-            part: CompletedPartTypeDef = {"ETag": reply["ETag"], "PartNumber": number}
-            if "ChecksumCRC32" in reply:
-                part["ChecksumCRC32"] = reply["ChecksumCRC32"]
-            return part
-
-        pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="hashfs-upload")
         try:
-            parts = list(pool.map(send, range(1, -(-size // PART_SIZE) + 1)))
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=name,
                 UploadId=upload,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": parts(name, upload)},
                 IfNoneMatch="*",
             )
         except BaseException as exc:
-            pool.shutdown(cancel_futures=True)
             self._abort(name, upload)
             if isinstance(exc, ClientError) and _code(exc) in _EXISTS:
                 return False
             if isinstance(exc, (ClientError, BotoCoreError)):
                 raise self._error(exc, "upload", key) from None
             raise
-        finally:
-            pool.shutdown()
         return True
 
     # -- one object per id (see the module docstring) -----------------------------------
@@ -752,8 +788,7 @@ class S3Backend(Backend):
     ) -> str:
         """A presigned GET URL, signed as of the start of the current ``window``-second
         period and valid for two periods: every call in one period gives the same URL
-        (so browsers and CDNs cache it), and it stays valid at least ``window`` seconds.
-        Signing is local: no request is sent."""
+        (so browsers and CDNs cache it), and it stays valid at least ``window`` seconds."""
         if not 0 < window <= MAX_SIGNING_WINDOW:
             raise ConfigurationError(
                 "window", f"must be 1 to {MAX_SIGNING_WINDOW} seconds, not {window!r}"
@@ -763,27 +798,77 @@ class S3Backend(Backend):
             params["ResponseContentType"] = content_type
         if content_disposition is not None:
             params["ResponseContentDisposition"] = content_disposition
+        now = int(time.time())
+        return self._sign(
+            "get_object", params, {}, 2 * window, datetime.fromtimestamp(now - now % window, UTC)
+        )
+
+    def _sign(
+        self,
+        operation: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        expires: int,
+        when: datetime,
+    ) -> str:
+        """A presigned URL for ``operation``, signed as of ``when``, that requires
+        ``headers`` with exactly their values. Signing is local: no request is sent."""
         # botocore builds the URL (endpoint, addressing style, escaping, overrides);
-        # only its signature is replaced, by one with a fixed signing time.
-        unsigned = urlsplit(self.client.generate_presigned_url("get_object", Params=params))
+        # only its signature is replaced, by one with a fixed signing time that covers
+        # the headers.
+        unsigned = urlsplit(self.client.generate_presigned_url(operation, Params=params))
         query = "&".join(
             part for part in unsigned.query.split("&") if not part.startswith("X-Amz-")
         )
-        request = AWSRequest(method="GET", url=urlunsplit(unsigned._replace(query=query)))
+        method = "PUT" if operation == "put_object" else "GET"
+        request = AWSRequest(
+            method=method, url=urlunsplit(unsigned._replace(query=query)), headers=headers
+        )
         credentials = self._session.get_credentials()
         if credentials is None:
             raise StorageAccessDenied(
-                errno.EACCES, f"no credentials to sign a URL for {self.abspath(key)}"
+                errno.EACCES, f"no credentials to sign a URL for {self.abspath(params['Key'])}"
             )
-        now = int(time.time())
         signer = _PeriodSigner(
-            credentials.get_frozen_credentials(),
-            self.client.meta.region_name,
-            2 * window,
-            datetime.fromtimestamp(now - now % window, UTC),
+            credentials.get_frozen_credentials(), self.client.meta.region_name, expires, when
         )
         signer.add_auth(request)
         return str(request.url)
+
+    # -- direct uploads (docs/uploads.md) ------------------------------------------------
+
+    max_upload_size = MAX_PUT_SIZE
+
+    def presign_put(self, key: str, size: int, sha256: bytes, expires: int) -> PresignedPut:
+        """A presigned ``PutObject`` whose signature covers ``Content-Length`` and
+        ``x-amz-checksum-sha256``: a request without them, or with other values, is
+        refused (403), and the bucket refuses bytes whose digest is not the one signed
+        (400 BadDigest), so nothing but the authorized bytes can land at ``key``."""
+        headers = {
+            "Content-Length": str(size),
+            "x-amz-checksum-sha256": base64.b64encode(sha256).decode("ascii"),
+        }
+        params = {"Bucket": self.bucket, "Key": self._name(key)}
+        url = self._sign("put_object", params, headers, expires, datetime.now(UTC))
+        return PresignedPut(url, headers)
+
+    def incoming(self, key: str) -> Incoming | None:
+        try:
+            reply = self.client.head_object(
+                Bucket=self.bucket, Key=self._name(key), ChecksumMode="ENABLED"
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._error(exc, "look up", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "look up", key) from None
+        checksum = reply.get("ChecksumSHA256")
+        # A checksum of parts ("...-3") is no digest of the whole; a direct upload is one
+        # PUT, whose checksum is.
+        whole = checksum is not None and reply.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+        sha256 = base64.b64decode(checksum) if whole and checksum else None
+        return _Incoming(self, key, reply["ContentLength"], sha256)
 
     # -- folders -----------------------------------------------------------------------
 
@@ -805,7 +890,9 @@ class S3Backend(Backend):
 
     def temp_files(self) -> Iterator[str]:
         """Multipart uploads under the prefix older than :data:`STALE_UPLOAD_AGE`, but for
-        the resumable uploads' (``.hashfs/uploads/``), which live until they expire."""
+        the resumable uploads' (``.hashfs/uploads/``), which live until they expire; and
+        direct uploads never completed, older than :data:`INCOMING_MAX_AGE`."""
+        yield from self._stale_incoming()
         pages = self.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, Prefix=self._key_prefix
         )
@@ -822,9 +909,26 @@ class S3Backend(Backend):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list the uploads of", None) from None
 
+    def _stale_incoming(self) -> Iterator[str]:
+        cutoff = time.time() - INCOMING_MAX_AGE
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._name(INCOMING)
+        )
+        cut = len(self._key_prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if item["LastModified"].timestamp() <= cutoff:
+                        yield self.abspath(item["Key"][cut:])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "list", INCOMING) from None
+
     def remove_temp(self, name: str) -> bool:
         url, marker, upload = name.partition("?uploadId=")
         key = self.key_of(url)
+        if key is not None and not marker and key.startswith(INCOMING):
+            self._delete_key(key)
+            return True
         if not marker or not upload or key is None:
             return False
         return self._abort(self._name(key), upload)
@@ -877,6 +981,46 @@ class _S3Writer(Writer):
 
     def discard(self) -> None:
         self._spool.close()
+
+
+class _Incoming(Incoming):
+    """A direct upload in the bucket. Publishing it copies it inside the bucket to the
+    key chosen for its id (the same one-object-per-id rule as a put's upload); leaving
+    the ``with`` block deletes it, published or not."""
+
+    def __init__(self, backend: S3Backend, key: str, size: int, sha256: bytes | None) -> None:
+        self._backend = backend
+        self._key = key
+        self.size = size
+        self.sha256 = sha256
+
+    def head(self, size: int) -> bytes:
+        backend = self._backend
+        try:
+            reply = backend.client.get_object(
+                Bucket=backend.bucket, Key=backend._name(self._key), Range=f"bytes=0-{size - 1}"
+            )
+            with reply["Body"] as body:
+                return bytes(body.read())[:size]
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange":  # an empty object has no first byte
+                return b""
+            raise backend._error(exc, "read", self._key) from None
+        except BotoCoreError as exc:
+            raise backend._error(exc, "read", self._key) from None
+
+    def publish(self, key: str) -> bool:
+        chosen = self._backend._choose(key)
+        if self.size:
+            created = self._backend._copy_new(self._key, chosen)
+        else:  # no part to copy: the object is empty
+            created = self._backend._put(chosen, io.BytesIO())
+        if created and chosen != key:
+            self.published = chosen
+        return created
+
+    def discard(self) -> None:
+        self._backend._delete_key(self._key)
 
 
 class _ObjectReader(io.RawIOBase):
