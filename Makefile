@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 5000
 SOAK_SECONDS ?= 300
 BENCH_STAMP := $(VENV)/.bench-stamp
-# The browser packages of package.json (tus-js-client), at the lockfile's versions.
+# The browser packages of package.json (tus-js-client, hash-wasm), at the lockfile's
+# versions; the demo and the browser tests serve them from node_modules, never a CDN.
 NODE_STAMP := node_modules/.installed-stamp
 
 .PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-sweep soak soak-s3

@@ -30,10 +30,7 @@ from .errors import InvalidExtension, StorageError
 from .headers import media_type
 from .http_errors import http_error
 from .layout import normalize_extension
-from .store import HashFS
-
-#: Bytes read ahead to check a signature; the longest check looks at offset 8-12.
-HEAD_SIZE = 32
+from .store import HEAD_SIZE, HashFS
 
 
 def _riff(kind: bytes) -> tuple[tuple[int, bytes], ...]:
