@@ -1,10 +1,12 @@
-"""The code in the README and docs/production.md runs as written: each snippet is read
-from the page and run, with only its example folder replaced by a temp folder."""
+"""The code in the README and the docs runs as written: each snippet is read from the
+page and run, with only its example folder or bucket replaced by a test one."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,11 @@ import pytest
 from flask import Flask
 
 from flask_hashfs import FlaskHashFS
+
+from .direct_app import BUCKET as DIRECT_BUCKET
+from .direct_app import create_bucket
+from .direct_helpers import send_put
+from .s3_server import S3Server
 
 ROOT = Path(__file__).parent.parent
 JPEG = b"\xff\xd8\xff\xe0" + bytes(100)
@@ -64,3 +71,37 @@ def test_production_proxy_fix_keeps_urls_https(tmp_path: Path) -> None:
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     reply = app.test_client().get("/link", headers=forwarded)
     assert reply.get_data(as_text=True) == "https://localhost/uploads/a/b/c.png"
+
+
+def test_direct_uploads_example_and_cors_rule(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs' app takes a direct upload, with credentials and endpoint from the
+    environment, and the docs' CORS rule is accepted by the bucket."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_ENDPOINT_URL": s3_server.endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    create_bucket(s3_server)
+    code = snippet("docs/uploads.md", "## Direct uploads to a bucket", "direct_uploads(")
+    code = code.replace("s3://my-bucket/uploads", f"s3://{DIRECT_BUCKET}/{uuid.uuid4().hex}")
+    names = run(code)
+    client = names["app"].test_client()
+    with client.session_transaction() as session:
+        session["user_id"] = 7
+    data = JPEG
+    intent = {"name": "a.jpg", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    authorized = client.post("/direct-uploads/authorize", json=intent).get_json()
+    assert send_put(authorized["url"], data, authorized["headers"])[0] == 200
+    reply = client.post("/direct-uploads/complete", json={"ticket": authorized["ticket"]})
+    assert reply.status_code == 201
+    assert names["rows"] == [(intent["sha256"], "a.jpg", 7)]
+
+    cors = snippet("docs/uploads.md", "### What the bucket needs", "put_bucket_cors")
+    run(cors.replace("my-bucket", DIRECT_BUCKET))
+    [rule] = s3_server.client.get_bucket_cors(Bucket=DIRECT_BUCKET)["CORSRules"]
+    assert rule["AllowedOrigins"] == ["https://app.example.com"]
+    assert rule["AllowedMethods"] == ["PUT"]
