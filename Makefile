@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # versions; the demo and the browser tests serve them from node_modules, never a CDN.
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-sweep soak soak-s3
+.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep soak soak-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-serving: $(BENCH_STAMP)
 # The store on a SeaweedFS bucket against raw boto3 uploads (the test extra has both).
 bench-s3: $(STAMP)
 	$(BIN)/python benchmarks/bench_s3.py $(ARGS)
+
+# A direct upload through the app's endpoints against a raw presigned PUT, on SeaweedFS
+# (256 MiB, 5 rounds; ARGS="--size 64 --repeats 3" for less).
+bench-direct: $(STAMP)
+	$(BIN)/python benchmarks/bench_direct.py $(ARGS)
 
 # gunicorn under mixed load and scheduled faults, then a check that nothing is lost
 # (benchmarks/README.md). Needs root: the store gets a tmpfs of its own to fill up.

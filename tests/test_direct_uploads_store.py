@@ -27,7 +27,7 @@ from flask_hashfs.store import HEAD_SIZE
 
 from .direct_helpers import send_put, sha256_b64
 from .s3_server import BUCKET, S3Server
-from .test_backend_conformance import blob
+from .test_backend_conformance import LARGE, blob
 from .test_s3_backend import Requests
 
 PNG = b"\x89PNG\r\n\x1a\n" + blob(5000)
@@ -183,6 +183,17 @@ def test_terms_that_do_not_match_what_arrived_are_refused(
         with pytest.raises(InvalidUpload, match="not an incoming key"):
             store.publish_upload(terms._replace(key=key))
     assert store.count() == 0
+
+
+def test_a_large_upload_is_copied_in_parts_at_once(store: HashFS) -> None:
+    data = blob(LARGE)
+    terms = upload(store, data, ".bin")
+    requests = Requests(store)
+    address = store.publish_upload(terms)
+    copies = [name for name in requests.take() if name == "UploadPartCopy"]
+    assert len(copies) == LARGE // s3.PART_SIZE
+    with store.open(address.id) as stream:
+        assert stream.read() == data
 
 
 def test_empty_content(store: HashFS) -> None:

@@ -353,31 +353,34 @@ class S3Backend(Backend):
                     done["ChecksumCRC32"] = reply["ChecksumCRC32"]
                 return done
 
-            with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="hashfs-upload") as pool:
-                try:
-                    return list(pool.map(part, range(1, -(-size // PART_SIZE) + 1)))
-                except BaseException:
-                    pool.shutdown(cancel_futures=True)
-                    raise
+            return _in_parallel(part, -(-size // PART_SIZE))
 
         return self._multipart(key, send)
 
-    def _copy_new(self, source: str, key: str) -> bool:
-        """``source``'s bytes as ``key`` unless it exists, copied inside the bucket: one
-        part copied from ``source`` (up to :data:`MAX_PUT_SIZE`, the most one part can
-        be), completed with ``If-None-Match: *``. A plain ``CopyObject`` has no
-        create-if-absent on every server; a completion has, as for any large put."""
+    def _copy_new(self, source: str, key: str, size: int) -> bool:
+        """``source``'s ``size`` bytes as ``key`` unless it exists, copied inside the
+        bucket: up to :data:`UPLOAD_THREADS` ranges of it (of :data:`PART_SIZE` at least)
+        copied as parts at once, completed with ``If-None-Match: *``. A plain
+        ``CopyObject`` has no create-if-absent on every server; a completion has, as for
+        any large put."""
         source_name = self._name(source)
+        count = max(1, min(UPLOAD_THREADS, size // PART_SIZE))
+        step = -(-size // count)
 
         def copy(name: str, upload: str) -> list[CompletedPartTypeDef]:
-            reply = self.client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload,
-                PartNumber=1,
-                CopySource={"Bucket": self.bucket, "Key": source_name},
-            )
-            return [{"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": 1}]
+            def part(number: int) -> CompletedPartTypeDef:
+                start = (number - 1) * step
+                reply = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source_name},
+                    CopySourceRange=f"bytes={start}-{min(size, start + step) - 1}",
+                )
+                return {"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number}
+
+            return _in_parallel(part, count)
 
         return self._multipart(key, copy)
 
@@ -934,6 +937,19 @@ class S3Backend(Backend):
         return self._abort(self._name(key), upload)
 
 
+def _in_parallel(
+    part: Callable[[int], CompletedPartTypeDef], count: int
+) -> list[CompletedPartTypeDef]:
+    """Parts 1 to ``count``, :data:`UPLOAD_THREADS` at a time; on a failure, the parts
+    not yet started are not sent."""
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="hashfs-upload") as pool:
+        try:
+            return list(pool.map(part, range(1, count + 1)))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
 class _PeriodSigner(S3SigV4QueryAuth):
     """botocore's presigned-URL signer, signing as of a given time instead of now."""
 
@@ -1012,7 +1028,7 @@ class _Incoming(Incoming):
     def publish(self, key: str) -> bool:
         chosen = self._backend._choose(key)
         if self.size:
-            created = self._backend._copy_new(self._key, chosen)
+            created = self._backend._copy_new(self._key, chosen, self.size)
         else:  # no part to copy: the object is empty
             created = self._backend._put(chosen, io.BytesIO())
         if created and chosen != key:
