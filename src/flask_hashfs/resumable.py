@@ -26,8 +26,7 @@ from typing import Any
 from .address import HashAddress
 from .backends.partial import HeldUpload, PartialUploads
 from .errors import OffsetConflict, UploadExpired, UploadNotFound
-from .store import HashFS
-from .uploads import HEAD_SIZE
+from .store import HEAD_SIZE, HashFS
 
 
 @dataclass(frozen=True)
