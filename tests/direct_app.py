@@ -14,7 +14,7 @@ from flask import Flask, abort, send_from_directory, session
 from flask.typing import ResponseReturnValue
 
 from flask_hashfs import FlaskHashFS, HashAddress
-from flask_hashfs.direct_uploads import UploadIntent, direct_uploads
+from flask_hashfs.direct_uploads import Action, DirectUploads, UploadIntent
 
 from .s3_server import S3Server
 
@@ -83,22 +83,18 @@ def direct_app(server: S3Server, max_size: int | None = None) -> DirectApp:
     fs = FlaskHashFS(app)
     rows: list[Row] = []
 
-    def may_upload(intent: UploadIntent) -> bool:
+    direct = DirectUploads(fs, allowed_extensions=ALLOWED, max_size=max_size)
+
+    @direct.authorizer
+    def may_upload(action: Action, intent: UploadIntent) -> bool:
         return "user" in session
 
-    def record(address: HashAddress, intent: UploadIntent) -> ResponseReturnValue:
+    @direct.on_upload
+    def record(intent: UploadIntent, address: HashAddress) -> ResponseReturnValue:
         rows.append(Row(address, intent, session["user"]))
         return {"id": address.id, "url": fs.url_for(address.relpath)}, 201
 
-    app.register_blueprint(
-        direct_uploads(
-            authorize=may_upload,
-            on_upload=record,
-            allowed_extensions=ALLOWED,
-            max_size=max_size,
-        ),
-        url_prefix="/direct",
-    )
+    app.register_blueprint(direct.blueprint, url_prefix="/direct")
 
     @app.get("/")
     def page() -> str:

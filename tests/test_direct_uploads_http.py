@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -18,9 +19,10 @@ from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 
 from flask_hashfs import FlaskHashFS, HashFS
-from flask_hashfs.direct_uploads import TICKET_SALT, direct_uploads
+from flask_hashfs.direct_uploads import TICKET_SALT, DirectUploads
 from flask_hashfs.store import UPLOAD_URL_EXPIRES
 
+from .direct_app import BUCKET as DIRECT_BUCKET
 from .direct_app import DirectApp, create_bucket, direct_app
 from .direct_helpers import send_put, sha256_b64
 from .s3_server import S3Server
@@ -253,8 +255,26 @@ def test_registration_needs_a_bucket_sha256_and_a_secret(
     for config, error, message in cases:
         app = Flask(__name__)
         app.config.update(config)
+        fs = FlaskHashFS()
         if config:
-            FlaskHashFS(app)
-        blueprint = direct_uploads(authorize=lambda intent: True, on_upload=lambda a, i: "")
+            fs.init_app(app)
         with pytest.raises(error, match=message):
-            app.register_blueprint(blueprint)
+            app.register_blueprint(DirectUploads(fs).blueprint)
+
+
+def test_without_hooks_every_request_is_let_through_and_answered_with_the_id(
+    s3_server: S3Server,
+) -> None:
+    create_bucket(s3_server)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        HASHFS_ROOT_FOLDER=f"s3://{DIRECT_BUCKET}/{uuid.uuid4().hex}",
+        HASHFS_STORAGE_OPTIONS=s3_server.options,
+    )
+    fs = FlaskHashFS(app)
+    app.register_blueprint(DirectUploads(fs).blueprint, url_prefix="/direct")
+    with running(app) as port:
+        status, answer = Client(port).upload("a.exe", PNG)
+    assert (status, answer) == (201, {"id": hashlib.sha256(PNG).hexdigest()})
+    assert fs.store_for(app).count() == 1

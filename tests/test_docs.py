@@ -86,7 +86,7 @@ def test_direct_uploads_example_and_cors_rule(
     }.items():
         monkeypatch.setenv(name, value)
     create_bucket(s3_server)
-    code = snippet("docs/uploads.md", "## Direct uploads to a bucket", "direct_uploads(")
+    code = snippet("docs/uploads.md", "## Direct uploads to a bucket", "DirectUploads(")
     code = code.replace("s3://my-bucket/uploads", f"s3://{DIRECT_BUCKET}/{uuid.uuid4().hex}")
     names = run(code)
     client = names["app"].test_client()

@@ -1,7 +1,8 @@
 """Direct uploads over HTTP: the browser sends the bytes to the bucket; the app only
 authorizes them and records what arrived.
 
-The blueprint has two endpoints, under the prefix the app registers it with:
+:class:`DirectUploads` is a blueprint with two endpoints, under the prefix the app
+registers it with:
 
 - ``POST <prefix>/authorize`` with ``{"name", "size", "sha256"}`` (the browser hashed the
   file first): the app's ``authorize`` hook decides, the extension and size are checked,
@@ -11,7 +12,7 @@ The blueprint has two endpoints, under the prefix the app registers it with:
   uploaded (Harnik, Pinkas and Shulman-Peleg, 2010).
 - ``POST <prefix>/complete`` with ``{"ticket"}``: once the PUT succeeded, the store
   checks what arrived (length, digest, the type signature of its first bytes) and
-  publishes it; the app's ``on_upload`` callback gets the address, duplicate or not, and
+  publishes it; the app's ``on_upload`` hook gets the address, duplicate or not, and
   returns the browser's answer.
 
 The ticket carries the upload's terms, signed with the app's ``SECRET_KEY``
@@ -23,9 +24,9 @@ the blueprint's static folder, is the browser's side.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -72,72 +73,105 @@ class UploadIntent(NamedTuple):
     extension: str
 
 
-#: Called on both requests, in the request's context: True lets it through, anything
-#: else is a 403 (or raise an HTTP error of your own, such as a 401).
-Authorize = Callable[[UploadIntent], bool]
-#: Called once the upload is published: write the app's row, and return the browser's
-#: answer. ``address.is_duplicate`` is for the app; do not pass it on (docs/uploads.md).
-OnUpload = Callable[[HashAddress, UploadIntent], ResponseReturnValue]
+Action = Literal["authorize", "complete"]
+Authorize = Callable[[Action, UploadIntent], bool]
+OnUpload = Callable[[UploadIntent, HashAddress], ResponseReturnValue | None]
 
 
-def direct_uploads(
-    *,
-    authorize: Authorize,
-    on_upload: OnUpload,
-    allowed_extensions: Collection[str] | None = None,
-    max_size: int | None = None,
-    name: str = "hashfs_direct",
-) -> Blueprint:
-    """The direct-upload endpoints, as a blueprint to register under a prefix::
+class DirectUploads:
+    """The direct-upload endpoints of one or more apps: register :attr:`blueprint`
+    under a prefix, after ``init_app``, on an app with an ``s3://`` root, sha256 ids and
+    a ``SECRET_KEY``. The bucket must let the app's origin PUT (CORS; see
+    ``docs/uploads.md``). ::
 
-        app.register_blueprint(
-            direct_uploads(authorize=may_upload, on_upload=record, allowed_extensions={".jpg"}),
-            url_prefix="/direct-uploads",
-        )
+        direct = DirectUploads(fs, allowed_extensions={".jpg", ".mp4"})
 
-    Register it after ``init_app``, on an app with an ``s3://`` root, sha256 ids and a
-    ``SECRET_KEY``. The bucket must allow the app's origin to PUT (CORS; see
-    ``docs/uploads.md``).
+        @direct.authorizer
+        def may_upload(action, intent):
+            return current_user.is_authenticated
 
-    :param authorize: decides each request (see :data:`Authorize`).
-    :param on_upload: records a published upload (see :data:`OnUpload`).
-    :param allowed_extensions: e.g. ``{".jpg", ".png"}``; any other is refused (415).
+        @direct.on_upload
+        def record(intent, address):
+            db.add(Attachment(object_id=address.id, name=intent.name))
+            db.commit()
+            return {"id": address.id}, 201
+
+        app.register_blueprint(direct.blueprint, url_prefix="/direct-uploads")
+
+    :param fs: the extension whose store takes the uploads.
     :param max_size: bytes; a larger upload is refused (413) before it is sent.
         Default and most: what one request to the storage carries (5 GiB on S3).
-    :param name: the blueprint's name, for ``url_for(name + ".static", filename=
-        "direct-upload.js")``.
-    :raises RuntimeError: at registration, ``init_app`` was not called or there is no
-        ``SECRET_KEY``.
-    :raises ValueError: at registration, the store takes no direct uploads (a folder
-        root, or ids of another algorithm); the message names the config key.
+    :param allowed_extensions: e.g. ``{".jpg", ".png"}``; any other is refused (415).
+    :param authorize: called on both requests, in their request context, with the
+        action (``"authorize"`` or ``"complete"``) and what is uploaded: True lets it
+        through, anything else is a 403 (or raise an HTTP error of your own). Without
+        it, anyone who can reach the app may store files in its bucket.
+    :param on_upload: called once the upload is published, before the browser hears of
+        it: write the row here, and return the browser's answer (by default
+        ``{"id": ...}``, 201). ``address.is_duplicate`` is for the app; do not pass it
+        on (docs/uploads.md).
+    :param name: the blueprint's name; ``url_for(name + ".static",
+        filename="direct-upload.js")`` is the browser's script.
+
+    Registering the blueprint raises RuntimeError without ``init_app`` or
+    ``SECRET_KEY``, and ValueError, naming the config key, for a store that takes no
+    direct uploads (a folder root, or ids of another algorithm).
 
     .. versionadded:: 1.1
     """
-    endpoints = _Endpoints(authorize, on_upload, allowed_extensions, max_size)
-    blueprint = Blueprint(name, __name__, static_folder="static")
-    blueprint.record_once(_check_app)
-    blueprint.add_url_rule("/authorize", view_func=endpoints.authorize, methods=["POST"])
-    blueprint.add_url_rule("/complete", view_func=endpoints.complete, methods=["POST"])
-    blueprint.register_error_handler(HTTPException, _as_json)
-    return blueprint
-
-
-class _Endpoints:
-    """The two views, with the app's hooks and limits."""
 
     def __init__(
         self,
-        authorize: Authorize,
-        on_upload: OnUpload,
-        allowed_extensions: Collection[str] | None,
-        max_size: int | None,
+        fs: FlaskHashFS,
+        *,
+        max_size: int | None = None,
+        allowed_extensions: Collection[str] | None = None,
+        authorize: Authorize | None = None,
+        on_upload: OnUpload | None = None,
+        name: str = "hashfs_direct",
     ) -> None:
+        self._fs = fs
+        self.max_size = max_size
+        self.allowed_extensions = allowed_extensions
         self._authorize = authorize
         self._on_upload = on_upload
-        self._allowed = allowed_extensions
-        self._max_size = max_size
+        self.blueprint = Blueprint(name, __name__, static_folder="static")
+        self.blueprint.record_once(self._check_app)
+        self.blueprint.add_url_rule("/authorize", view_func=self._authorize_view, methods=["POST"])
+        self.blueprint.add_url_rule("/complete", view_func=self._complete_view, methods=["POST"])
+        self.blueprint.register_error_handler(HTTPException, _as_json)
 
-    def authorize(self) -> ResponseReturnValue:
+    def authorizer(self, function: Authorize) -> Authorize:
+        """Set ``authorize`` with a decorator."""
+        self._authorize = function
+        return function
+
+    def on_upload(self, function: OnUpload) -> OnUpload:
+        """Set ``on_upload`` with a decorator."""
+        self._on_upload = function
+        return function
+
+    def _allow(self, action: Action, intent: UploadIntent) -> None:
+        if self._authorize is not None and self._authorize(action, intent) is not True:
+            raise Forbidden("You may not upload this file.")
+
+    def _store(self) -> HashFS:
+        return self._fs.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    def _check_app(self, state: BlueprintSetupState) -> None:
+        app: Flask = state.app  # type: ignore[assignment]
+        if app.extensions.get(EXTENSION_NAME) is not self._fs:
+            raise RuntimeError("Call init_app of this DirectUploads' FlaskHashFS first.")
+        if not app.secret_key:
+            raise RuntimeError("Direct uploads sign their tickets with SECRET_KEY: set it.")
+        try:
+            self._fs.store_for(app).check_direct_uploads()
+        except ConfigurationError as exc:
+            raise _config_error(_CONFIG_KEYS[exc.parameter], exc.reason) from exc
+
+    # -- views ---------------------------------------------------------------------------
+
+    def _authorize_view(self) -> ResponseReturnValue:
         body = _json_object()
         name, size, id = body.get("name"), body.get("size"), body.get("sha256")
         if not isinstance(name, str) or not name:
@@ -146,12 +180,12 @@ class _Endpoints:
             raise BadRequest('"size" is the file\'s length in bytes.')
         if not isinstance(id, str):
             raise BadRequest('"sha256" is the hex SHA-256 of the file.')
-        self._allow(UploadIntent(name, size, id, filename_extension(name)))
-        ext = accepted_extension(filename_extension(name), self._allowed)
-        store = _store()
+        self._allow("authorize", UploadIntent(name, size, id, filename_extension(name)))
+        ext = accepted_extension(filename_extension(name), self.allowed_extensions)
+        store = self._store()
         limit = store.max_upload_size
-        if self._max_size is not None:
-            limit = min(limit, self._max_size)
+        if self.max_size is not None:
+            limit = min(limit, self.max_size)
         if size > limit:
             raise RequestEntityTooLarge(f"The file is larger than {limit} bytes.")
         try:
@@ -161,7 +195,7 @@ class _Endpoints:
         ticket = _tickets().dumps([*terms, name])
         return {"url": put.url, "headers": put.headers, "ticket": ticket}
 
-    def complete(self) -> ResponseReturnValue:
+    def _complete_view(self) -> ResponseReturnValue:
         ticket = _json_object().get("ticket")
         try:
             if not isinstance(ticket, str):
@@ -173,9 +207,9 @@ class _Endpoints:
                 " Authorize the upload again."
             ) from None
         intent = UploadIntent(name, size, id, ext)
-        self._allow(intent)
+        self._allow("complete", intent)
         try:
-            address = _store().publish_upload(
+            address = self._store().publish_upload(
                 DirectUpload(id, size, ext, key), lambda head: check_content(ext, head)
             )
         except UploadNotReceived:
@@ -185,33 +219,12 @@ class _Endpoints:
             ) from None
         except StorageError as exc:
             raise http_error(exc, key) from exc
-        return self._on_upload(address, intent)
-
-    def _allow(self, intent: UploadIntent) -> None:
-        if self._authorize(intent) is not True:
-            raise Forbidden("You may not upload this file.")
-
-
-def _store() -> HashFS:
-    extension: FlaskHashFS = current_app.extensions[EXTENSION_NAME]
-    return extension.client
+        answer = None if self._on_upload is None else self._on_upload(intent, address)
+        return ({"id": address.id}, 201) if answer is None else answer
 
 
 def _tickets() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.secret_key, salt=TICKET_SALT)  # type: ignore[arg-type]
-
-
-def _check_app(state: BlueprintSetupState) -> None:
-    app = state.app
-    extension = app.extensions.get(EXTENSION_NAME)
-    if not isinstance(extension, FlaskHashFS):
-        raise RuntimeError("Call FlaskHashFS's init_app before registering direct uploads.")
-    if not app.secret_key:
-        raise RuntimeError("Direct uploads sign their tickets with SECRET_KEY: set it.")
-    try:
-        extension.store_for(app).check_direct_uploads()  # type: ignore[arg-type]
-    except ConfigurationError as exc:
-        raise _config_error(_CONFIG_KEYS[exc.parameter], exc.reason) from exc
 
 
 def _as_json(error: HTTPException) -> Response:
