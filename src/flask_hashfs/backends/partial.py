@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
-from .base import RESERVED_PREFIX, Writer
+from .base import RESERVED_PREFIX, Publisher
 
 #: The reserved folder or key prefix of partial uploads.
 UPLOADS = RESERVED_PREFIX + "/uploads/"
@@ -60,9 +60,9 @@ class HeldUpload(ABC):
         """The upload's bytes from the start, once all are there."""
 
     @abstractmethod
-    def writer(self) -> Writer:
-        """A writer whose private copy is the upload's bytes: ``publish`` makes them an
-        object as a put's writer would. Nothing may be written to it."""
+    def writer(self) -> Publisher:
+        """A publisher whose private copy is the upload's bytes: ``publish`` makes them an
+        object as a put's writer would."""
 
     @abstractmethod
     def drop_bytes(self) -> None:

@@ -92,6 +92,7 @@ from .base import (
     Incoming,
     ObjectInfo,
     PresignedPut,
+    Publisher,
     Writer,
     aside_name,
     key_set_aside,
@@ -114,6 +115,9 @@ MULTIPART_THRESHOLD = 64 << 20
 #: The most one ``PutObject`` (and one part of a multipart upload) may carry: 5 GiB on
 #: AWS, and so the most a direct upload, which is one presigned ``PutObject``, may be.
 MAX_PUT_SIZE = 5 << 30
+#: The largest range a copy inside the bucket sends as one part (S3 takes up to 5 GiB);
+#: smaller ones, down to :data:`PART_SIZE`, let :data:`UPLOAD_THREADS` copy at once.
+COPY_PART_SIZE = 1 << 30
 #: Parts in flight at once for one put: enough to fill a link, at most this many parts
 #: of memory.
 UPLOAD_THREADS = 4
@@ -357,15 +361,26 @@ class S3Backend(Backend):
 
         return self._multipart(key, send)
 
+    def _publish_copy(self, publisher: Publisher, source: str, size: int, key: str) -> bool:
+        """Publish the ``size`` bytes at ``source`` (a key of the store's own) under the
+        key chosen for the id of ``key``, copied inside the bucket: what a direct or
+        resumable upload's :meth:`Publisher.publish` does, the same create-if-absent
+        as a put's upload. Sets ``publisher.published`` as a writer's publish does."""
+        chosen = self._choose(key)
+        # An empty object has no range to copy.
+        created = self._copy_new(source, chosen, size) if size else self._put(chosen, io.BytesIO())
+        if created and chosen != key:
+            publisher.published = chosen
+        return created
+
     def _copy_new(self, source: str, key: str, size: int) -> bool:
-        """``source``'s ``size`` bytes as ``key`` unless it exists, copied inside the
-        bucket: up to :data:`UPLOAD_THREADS` ranges of it (of :data:`PART_SIZE` at least)
-        copied as parts at once, completed with ``If-None-Match: *``. A plain
-        ``CopyObject`` has no create-if-absent on every server; a completion has, as for
-        any large put."""
+        """``source``'s ``size`` bytes (at least one) as ``key`` unless it exists, copied
+        inside the bucket: in ranges of :data:`PART_SIZE` to :data:`COPY_PART_SIZE`,
+        at most :data:`UPLOAD_THREADS` at once, completed with ``If-None-Match: *``. A
+        plain ``CopyObject`` has no create-if-absent on every server; a completion has,
+        as for any large put."""
         source_name = self._name(source)
-        count = max(1, min(UPLOAD_THREADS, size // PART_SIZE))
-        step = -(-size // count)
+        step = min(COPY_PART_SIZE, max(PART_SIZE, -(-size // UPLOAD_THREADS)))
 
         def copy(name: str, upload: str) -> list[CompletedPartTypeDef]:
             def part(number: int) -> CompletedPartTypeDef:
@@ -380,7 +395,7 @@ class S3Backend(Backend):
                 )
                 return {"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number}
 
-            return _in_parallel(part, count)
+            return _in_parallel(part, -(-size // step))
 
         return self._multipart(key, copy)
 
@@ -1026,14 +1041,7 @@ class _Incoming(Incoming):
             raise backend._error(exc, "read", self._key) from None
 
     def publish(self, key: str) -> bool:
-        chosen = self._backend._choose(key)
-        if self.size:
-            created = self._backend._copy_new(self._key, chosen, self.size)
-        else:  # no part to copy: the object is empty
-            created = self._backend._put(chosen, io.BytesIO())
-        if created and chosen != key:
-            self.published = chosen
-        return created
+        return self._backend._publish_copy(self, self._key, self.size, key)
 
     def discard(self) -> None:
         self._backend._delete_key(self._key)

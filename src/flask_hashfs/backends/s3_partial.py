@@ -26,7 +26,6 @@ process at a time (tus clients send one request at a time per upload).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -35,15 +34,12 @@ from typing import IO, TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ChunkRefused, UploadBusy, UploadNotFound
-from .base import Writer
+from .base import Publisher
 from .partial import UPLOADS, HeldUpload, PartialUploads, is_token
-from .s3 import _EXISTS, _MISSING, PART_SIZE, S3Backend, _code
+from .s3 import _MISSING, PART_SIZE, S3Backend, _code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-#: The largest range one UploadPartCopy may copy (S3's limit is 5 GiB).
-COPY_PART_SIZE = 1 << 30
 
 
 class S3PartialUploads(PartialUploads):
@@ -280,7 +276,7 @@ class _HeldMultipart(HeldUpload):
         self._complete()
         return self._backend.open(self._uploads._key(self._token, "data"))
 
-    def writer(self) -> Writer:
+    def writer(self) -> Publisher:
         self._complete()
         return _CopyWriter(self._backend, self._uploads._key(self._token, "data"))
 
@@ -298,69 +294,19 @@ class _HeldMultipart(HeldUpload):
         self._uploads._delete_all(self._token, self._state["upload"])
 
 
-class _CopyWriter(Writer):
-    """The completed ``data`` object as a writer's private copy: published by a
-    server-side multipart copy, completed with ``If-None-Match: *`` like any put."""
+class _CopyWriter(Publisher):
+    """The completed ``data`` object as a writer's private copy: published by a copy
+    inside the bucket, completed with ``If-None-Match: *`` like any put."""
 
     def __init__(self, backend: S3Backend, source: str) -> None:
         self._backend = backend
         self._source = source
 
-    def write(self, data: bytes) -> None:
-        raise TypeError("a finished upload takes no more bytes")
-
     def publish(self, key: str) -> bool:
-        backend = self._backend
-        chosen = backend._choose(key)
-        name = backend._name(chosen)
-        source = {"Bucket": backend.bucket, "Key": backend._name(self._source)}
-        info = backend.info(self._source)
+        info = self._backend.info(self._source)
         if info is None:
             raise UploadNotFound(self._source)
-        if info.size == 0:
-            created = backend._put(chosen, io.BytesIO())
-        else:
-            upload = backend._call(
-                "start an upload of",
-                chosen,
-                lambda: backend.client.create_multipart_upload(
-                    Bucket=backend.bucket,
-                    Key=name,
-                    **backend._headers(chosen),  # type: ignore[arg-type]
-                ),
-            )["UploadId"]
-            try:
-                parts: list[CompletedPartTypeDef] = []
-                for number, offset in enumerate(range(0, info.size, COPY_PART_SIZE), 1):
-                    end = min(offset + COPY_PART_SIZE, info.size) - 1
-                    reply = backend.client.upload_part_copy(
-                        Bucket=backend.bucket,
-                        Key=name,
-                        UploadId=upload,
-                        PartNumber=number,
-                        CopySource=source,  # type: ignore[arg-type]
-                        CopySourceRange=f"bytes={offset}-{end}",
-                    )
-                    parts.append({"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]})
-                backend.client.complete_multipart_upload(
-                    Bucket=backend.bucket,
-                    Key=name,
-                    UploadId=upload,
-                    MultipartUpload={"Parts": parts},
-                    IfNoneMatch="*",
-                )
-                created = True
-            except BaseException as exc:
-                backend._abort(name, upload)
-                if isinstance(exc, ClientError) and _code(exc) in _EXISTS:
-                    created = False
-                elif isinstance(exc, (ClientError, BotoCoreError)):
-                    raise backend._error(exc, "copy an upload to", chosen) from None
-                else:
-                    raise
-        if created and chosen != key:
-            self.published = chosen
-        return created
+        return self._backend._publish_copy(self, self._source, info.size, key)
 
     def discard(self) -> None:
         """The bytes stay the upload's until it is dropped or removed."""
