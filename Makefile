@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # versions; the demo and the browser tests serve them from node_modules, never a CDN.
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep soak soak-s3
+.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep bench-tus soak soak-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-s3: $(STAMP)
 # (256 MiB, 5 rounds; ARGS="--size 64 --repeats 3" for less).
 bench-direct: $(STAMP)
 	$(BIN)/python benchmarks/bench_direct.py $(ARGS)
+
+# 256 MiB through tus in 8 MiB chunks (tuspy) against one put(request.stream), under
+# gunicorn (the test extra has both).
+bench-tus: $(STAMP)
+	$(BIN)/python benchmarks/bench_tus.py $(ARGS)
 
 # gunicorn under mixed load and scheduled faults, then a check that nothing is lost
 # (benchmarks/README.md). Needs root: the store gets a tmpfs of its own to fill up.

@@ -249,6 +249,20 @@ def test_creation_with_upload(server: Server) -> None:
     assert server.finished[0][1].id == hashlib.sha256(b"hello world").hexdigest()
 
 
+def test_a_creation_body_of_another_type_is_refused_before_creating(server: Server) -> None:
+    reply = send(
+        server.port,
+        "POST",
+        "/files",
+        {"Upload-Length": "5", "Content-Type": "text/plain"},
+        b"hello",
+    )
+    assert reply.status == 415
+    assert not uploads_folder(server.root).exists() or not list(
+        uploads_folder(server.root).iterdir()
+    )
+
+
 def test_an_empty_upload_is_finished_at_creation(server: Server) -> None:
     path = create(server.port, 0, "empty.txt")
     assert server.finished[0][1].id == hashlib.sha256(b"").hexdigest()

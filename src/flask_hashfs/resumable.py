@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -26,7 +27,12 @@ from typing import Any
 from .address import HashAddress
 from .backends.partial import HeldUpload, PartialUploads
 from .errors import OffsetConflict, UploadExpired, UploadNotFound
+from .hashing import BackgroundHasher
+from .layout import Hasher
 from .store import HEAD_SIZE, HashFS
+
+#: Uploads whose hashers a process keeps at most; the oldest beyond are read back instead.
+_MAX_HASHERS = 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,11 @@ class ResumableUploads:
         self._partials: PartialUploads = store.backend.partial_uploads()
         self._check = check
         self._on_finished = on_finished
+        #: token -> (acknowledged size, a hasher fed exactly those bytes), for uploads
+        #: whose chunks this process received in order: their last chunk then needs no
+        #: second read to hash them. Lost on restart, or when another process took a
+        #: chunk; the upload is then read back once at the end.
+        self._hashers: OrderedDict[str, tuple[int, Hasher]] = OrderedDict()
 
     def create(
         self,
@@ -136,6 +147,9 @@ class ResumableUploads:
                 raise OffsetConflict(upload.offset)
             if offset == 0 and upload.length > 0:
                 chunks = self._checked_head(held, upload, chunks)
+            hasher = self._hasher(upload.token, offset)
+            if hasher is not None:
+                chunks = _hashed(chunks, hasher)
             expires = time.time() + self.lifetime
 
             def acknowledged(size: int) -> dict[str, Any]:
@@ -146,8 +160,20 @@ class ResumableUploads:
             size = held.append(offset, chunks, accept, acknowledged)
             upload = replace(upload, offset=size, expires=expires)
             if size == upload.length:
-                return self._finish(held, upload)
+                return self._finish(held, upload, hasher)
+            if hasher is not None:
+                self._hashers[upload.token] = (size, hasher)
+                while len(self._hashers) > _MAX_HASHERS:
+                    self._hashers.popitem(last=False)
             return upload
+
+    def _hasher(self, token: str, offset: int) -> Hasher | None:
+        """The upload's hasher if it was fed the ``offset`` bytes acknowledged so far (a
+        new one at 0); taken out, so that a chunk that fails leaves none behind."""
+        if offset == 0:
+            return self.store.new_hasher()
+        known = self._hashers.pop(token, None)
+        return known[1] if known is not None and known[0] == offset else None
 
     def _checked_head(
         self, held: HeldUpload, upload: Upload, chunks: Iterable[bytes]
@@ -171,11 +197,12 @@ class ResumableUploads:
             held.remove()
             raise
 
-    def _finish(self, held: HeldUpload, upload: Upload) -> Upload:
+    def _finish(self, held: HeldUpload, upload: Upload, hasher: Hasher | None) -> Upload:
         with held.reader() as stream:
             head = stream.read(HEAD_SIZE)
         self._refuse_unless(held, upload, head)
-        address = self.store.put_partial(held, upload.extension)
+        id = hasher.hexdigest() if hasher is not None else None
+        address = self.store.put_partial(held, upload.extension, id=id)
         upload = replace(upload, finished=address.id)
         self._on_finished(upload, address)
         self._partials.save(upload.token, _record(upload))
@@ -184,7 +211,16 @@ class ResumableUploads:
 
     def terminate(self, token: str) -> bool:
         """Remove an upload; False if a request is appending to it right now."""
+        self._hashers.pop(token, None)
         return self._partials.remove(token)
+
+
+def _hashed(chunks: Iterable[bytes], hasher: Hasher) -> Iterator[bytes]:
+    """Pass ``chunks`` on, hashing them on a second thread while they are stored."""
+    with BackgroundHasher(hasher) as background:
+        for chunk in chunks:
+            background.update(chunk)
+            yield chunk
 
 
 def remove_expired(store: HashFS, now: float | None = None) -> int:

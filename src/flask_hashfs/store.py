@@ -34,7 +34,7 @@ from .errors import (
 )
 from .hashing import BackgroundHasher
 from .headers import DEFAULT_INLINE_TYPES
-from .layout import Layout, is_extension, normalize_extension
+from .layout import Hasher, Layout, is_extension, normalize_extension
 from .maintenance import Progress, RepairReport, VerifyReport
 from .maintenance import repair as _repair
 from .maintenance import verify as _verify
@@ -193,24 +193,31 @@ class HashFS:
             self.backend.abspath(key),
         )
 
-    def put_partial(self, upload: HeldUpload, extension: str | None = None) -> HashAddress:
+    def put_partial(
+        self, upload: HeldUpload, extension: str | None = None, *, id: str | None = None
+    ) -> HashAddress:
         """Store a finished resumable upload's bytes as one object, as :meth:`put` would.
 
-        The bytes are read back once to hash them, then the upload's own copy is
-        published (on disk: linked, never copied) or, if the content is stored, the
-        object is claimed. The upload itself is left for the caller to drop.
+        The upload's own copy is published (on disk: linked, never copied) or, if the
+        content is stored, the object is claimed. The upload itself is left for the
+        caller to drop.
 
+        :param id: the bytes' id, from a :meth:`new_hasher` fed exactly the bytes the
+            upload acknowledged, in order, as they were stored; None reads them back
+            once to hash them.
         :raises InvalidExtension: before anything is read.
+        :raises InvalidId: ``id`` is not an id of this store's algorithm.
         :raises StorageError: reading or publication failed; nothing was stored.
 
         .. versionadded:: 1.1
         """
         ext = normalize_extension(extension)
-        with upload.reader() as stream, BackgroundHasher(self._layout.new_hasher()) as hasher:
-            while chunk := stream.read(CHUNK_SIZE):
-                hasher.update(chunk)
-            id = hasher.hexdigest()
-        stem = self._layout.digest_stem(id)
+        if id is None:
+            with upload.reader() as stream, BackgroundHasher(self.new_hasher()) as hasher:
+                while chunk := stream.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+                id = hasher.hexdigest()
+        stem = self._layout.stem(id)
         with upload.writer() as writer:
             return self._claim(id, stem) or self._publish(writer, id, stem, ext)
 
@@ -704,6 +711,13 @@ class HashFS:
         return [name for name in self.backend.temp_files() if self.backend.remove_temp(name)]
 
     # -- paths (hashfs 0.7 helpers) ------------------------------------------------------
+
+    def new_hasher(self) -> Hasher:
+        """A hasher of the store's algorithm: its ``hexdigest()`` is an id.
+
+        .. versionadded:: 1.1
+        """
+        return self._layout.new_hasher()
 
     def computehash(self, stream: PutInput) -> str:
         """Hash a path or readable object the way ``put`` would, without storing it."""

@@ -6,8 +6,9 @@ lengths (``creation-defer-length``) and ``concatenation``: an upload says its si
 when it is created, which is what lets the size limit refuse it before any byte.
 
 The app decides who may upload: ``authorize`` runs on every request, before anything
-is read or changed, and ``identify`` binds each upload to whoever created it, so that
-no one else can even learn that it exists (404). Upload URLs end in 32 random bytes
+is read or changed (once an upload's URL is found to name an upload), and ``identify``
+binds each upload to whoever created it, so that no one else can even learn that it
+exists (404). Upload URLs end in 32 random bytes
 (``secrets.token_urlsafe``), never in anything the client sent.
 
 What happens to the bytes is ``resumable``'s business; this module is only the
@@ -101,7 +102,9 @@ class TusUploads:
         are accepted (415 at creation otherwise); None accepts any the store can store.
     :param lifetime: how long an upload lives after its last chunk (``Upload-Expires``).
     :param authorize: called on every request with the action and the upload (None when
-        creating, or for OPTIONS); False refuses it with 403. It may also raise any
+        creating, or for OPTIONS), before anything is read or changed; False refuses it
+        with 403. A request for an upload that does not exist (or is another
+        ``identify``'s) gets 404 before it is asked. It may also raise any
         werkzeug ``HTTPException``, such as ``Unauthorized``.
     :param identify: who is asking (a user id), recorded when an upload is created;
         later requests for that upload by anyone else get 404.
@@ -207,13 +210,16 @@ class TusUploads:
         metadata = parse_metadata(raw_metadata)
         name = metadata.get("filename") or metadata.get("name")
         extension = accepted_extension(filename_extension(name), self.allowed_extensions)
+        has_body = bool(request.content_length or request.headers.get("Transfer-Encoding"))
+        if has_body and request.headers.get("Content-Type") != OFFSET_STREAM:
+            raise UnsupportedMediaType(f"A creation request's body is {OFFSET_STREAM}.")
         owner = self._identify() if self._identify is not None else None
         uploads = self.uploads(current_app._get_current_object())  # type: ignore[attr-defined]
         with _storage_errors():
             upload = uploads.create(length, extension=extension, metadata=metadata, owner=owner)
         response = Response(status=201)
-        response.headers["Location"] = url_for(f"{self.blueprint.name}.upload", token=upload.token)
-        if request.content_length or request.headers.get("Content-Type") == OFFSET_STREAM:
+        response.headers["Location"] = url_for(".upload", token=upload.token)
+        if has_body:
             upload = self._append(uploads, upload, 0)
             response.headers["Upload-Offset"] = str(upload.offset)
         response.headers["Upload-Expires"] = _http_date(upload.expires)

@@ -14,9 +14,10 @@ replaces them, and completion names only the acknowledged parts. The tail's name
 changes with each ``state``, so the acknowledged tail is never overwritten.
 
 When the upload is whole, the tail goes up as the last part and the multipart upload is
-completed into ``<token>/data``; that is read back once to hash it, and published by a
-server-side copy (``UploadPartCopy``) into the key the store chose, completed with
-``If-None-Match: *`` as any put: the bytes do not pass through the worker again.
+completed into ``<token>/data`` (read back once to hash it only if the upload layer
+did not hash the chunks as they came), and published by a server-side copy
+(``UploadPartCopy``) into the key the store chose, completed with ``If-None-Match: *``
+as any put: the bytes do not pass through the worker again.
 
 Requests for one upload take turns within a process; across processes nothing locks a
 bucket, so a tus endpoint on a bucket root needs each upload's requests to reach one
