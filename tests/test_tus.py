@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import pytest
 from flask import Flask
@@ -25,6 +25,7 @@ from tusclient.client import TusClient
 from tusclient.uploader.uploader import Uploader
 
 from flask_hashfs import HashAddress, HashFS
+from flask_hashfs.backends.local_partial import _HeldFile
 from flask_hashfs.resumable import Upload
 from flask_hashfs.tus import TusUploads, upload_finished
 
@@ -571,3 +572,40 @@ def test_a_server_killed_mid_patch_restarts_and_tuspy_resumes(root: Path) -> Non
     with fs.open(address_id) as stored:
         assert hashlib.sha256(stored.read()).hexdigest() == address_id
     assert list(uploads_folder(root).glob("*.part")) == []
+
+
+def test_chunks_hashed_as_they_came_are_not_read_back(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one process the last chunk publishes at once; a process that did not see the
+    earlier chunks (a restart, another worker) reads the upload back once."""
+    read: list[int] = []
+    reader = _HeldFile.reader
+
+    def counting(self: _HeldFile) -> IO[bytes]:
+        stream = reader(self)
+        original = stream.read
+
+        def read_counted(size: int = -1) -> bytes:
+            data = original(size)
+            read.append(len(data))
+            return data
+
+        monkeypatch.setattr(stream, "read", read_counted)
+        return stream
+
+    monkeypatch.setattr(_HeldFile, "reader", counting)
+    body = data(3 << 20)
+    app, _ = tus_app(root)
+    with running(app) as port:
+        path = create(port, len(body))
+        assert patch(port, path, 0, body[: 1 << 20]).status == 204
+        assert patch(port, path, 1 << 20, body[1 << 20 :]).status == 204
+        assert sum(read) == 32  # the type check's head, nothing more
+        read.clear()
+        path = create(port, len(body), "other.bin")
+        assert patch(port, path, 0, body[: 1 << 20]).status == 204
+    restarted, _ = tus_app(root)
+    with running(restarted) as port:
+        assert patch(port, path, 1 << 20, body[1 << 20 :]).status == 204
+    assert sum(read) == 32 + len(body)
