@@ -21,6 +21,7 @@ from .errors import (
 from .extension import FlaskHashFS
 from .http_errors import InsufficientStorage, handle_storage_error, http_error
 from .maintenance import Finding, RepairAction, RepairReport, VerifyReport
+from .multipart import StoredUpload, StreamedForm
 from .store import HashFS
 from .sweep import SweepReport
 
@@ -49,6 +50,8 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "StoredObject",
+    "StoredUpload",
+    "StreamedForm",
     "SweepReport",
     "UnreadableInput",
     "UploadNotReceived",

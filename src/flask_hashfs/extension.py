@@ -24,6 +24,7 @@ from .address import HashAddress, StoredObject
 from .cli import hashfs_cli
 from .errors import ConfigurationError, ObjectNotFound, StorageError
 from .http_errors import handle_storage_error
+from .multipart import StreamedForm, stream_uploads
 from .serving import (
     DEFAULT_INLINE_TYPES,
     ObjectServer,
@@ -402,6 +403,33 @@ class FlaskHashFS:
             allowed_extensions=allowed_extensions,
             max_size=max_size,
             length=_declared_length(upload),
+        )
+
+    def stream_uploads(
+        self,
+        *,
+        allowed_extensions: Collection[str] | None = None,
+        max_size: int | None = None,
+    ) -> StreamedForm:
+        """Store every file of the current request's form as it comes off the socket, or
+        refuse the request with an HTTP error that Flask sends as is; return the form's
+        fields and the stored files. Each byte is read once, hashed and written once:
+        no temp copy. The checks are :meth:`put_upload`'s, run while the bytes arrive,
+        and nothing is stored unless every file passed. Call it instead of reading
+        ``request.files``; ``request.form`` holds the fields afterwards.
+
+        ``max_size`` (per file) defaults to ``MAX_CONTENT_LENGTH``. See
+        :func:`flask_hashfs.multipart.stream_uploads` for each refusal.
+
+        .. versionadded:: 1.1
+        """
+        if max_size is None:
+            max_size = current_app.config.get("MAX_CONTENT_LENGTH")
+        return stream_uploads(
+            self.client,
+            request._get_current_object(),  # type: ignore[attr-defined]
+            allowed_extensions=allowed_extensions,
+            max_size=max_size,
         )
 
     def __contains__(self, file: object) -> bool:

@@ -44,6 +44,10 @@ class BackgroundHasher:
             self._chunks.put(None)
             self._thread.join()
 
+    def close(self) -> None:
+        """Stop the thread, if :meth:`hexdigest` did not."""
+        self._finish()
+
     def __enter__(self) -> BackgroundHasher:
         return self
 

@@ -142,22 +142,29 @@ class HashFS:
             second = next(chunks, None)
             if second is None:
                 return self._put_small(first, ext)
-            with self.backend.writer() as writer:
-                with BackgroundHasher(self._layout.new_hasher()) as hasher:
-                    for chunk in chain((first, second), chunks):
-                        hasher.update(chunk)
-                        writer.write(chunk)
-                    id = hasher.hexdigest()
-                stem = self._layout.digest_stem(id)
-                # The writer's copy is kept until the claim is settled: it is what the put
-                # stores if the object it found is gone.
-                return self._claim(id, stem) or self._publish(writer, id, stem, ext)
+            with self.writer() as writer:
+                for chunk in chain((first, second), chunks):
+                    writer.write(chunk)
+                return writer.publish(ext)
+
+    def writer(self) -> ObjectWriter:
+        """A put fed by the caller, chunk by chunk, as the bytes arrive (an upload parsed
+        off the socket): ``with fs.writer() as w: w.write(...); address = w.publish(ext)``.
+
+        It hashes and writes each chunk as :meth:`put` does, and publishes the same way.
+        Leaving the ``with`` block without :meth:`ObjectWriter.publish` keeps nothing.
+
+        .. versionadded:: 1.1
+        """
+        return ObjectWriter(self)
 
     def _put_small(self, data: bytes, ext: str) -> HashAddress:
         """One chunk: hash it first, so that a duplicate is never written at all."""
         hasher = self._layout.new_hasher()
         hasher.update(data)
-        id = hasher.hexdigest()
+        return self._store_small(data, hasher.hexdigest(), ext)
+
+    def _store_small(self, data: bytes, id: str, ext: str) -> HashAddress:
         stem = self._layout.digest_stem(id)
         claimed = self._claim(id, stem)
         if claimed is not None:
@@ -769,3 +776,92 @@ class HashFS:
 
     def remove_empty(self, subpath: FileRef) -> None:
         self.backend.remove_empty(os.fspath(subpath))
+
+
+class ObjectWriter:
+    """One put whose bytes the caller hands over as they arrive (see :meth:`HashFS.writer`).
+
+    Chunks are gathered to :data:`~flask_hashfs.streams.CHUNK_SIZE` before they are hashed
+    and written: a multipart parser hands over 64 KiB at a time, and each chunk given to
+    the hash thread may cost a thread wake-up. Content that never grows past one chunk
+    is hashed before anything is written, as by ``put``, so a duplicate is never written.
+    """
+
+    def __init__(self, store: HashFS) -> None:
+        self._store = store
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._copy: Writer | None = None
+        self._hasher: BackgroundHasher | None = None
+        self._id: str | None = None
+        #: Bytes written so far.
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Take the next bytes of the content.
+
+        :raises StorageError: writing failed; nothing will be stored.
+        """
+        if self._id is not None:
+            raise ValueError("the content was already hashed: nothing more can be written")
+        if self._pending_size >= CHUNK_SIZE:
+            self._flush()
+        self._pending.append(data)
+        self._pending_size += len(data)
+        self.size += len(data)
+
+    def _flush(self) -> None:
+        chunk = b"".join(self._pending)  # one item is not copied
+        self._pending.clear()
+        self._pending_size = 0
+        if self._copy is None:
+            self._copy = self._store.backend.writer()
+            self._hasher = BackgroundHasher(self._store._layout.new_hasher())
+        assert self._hasher is not None
+        self._hasher.update(chunk)
+        self._copy.write(chunk)
+
+    def hexdigest(self) -> str:
+        """The id of the content written: its end. Nothing more can be written."""
+        if self._id is None:
+            if self._hasher is None:
+                hasher = self._store._layout.new_hasher()
+                for data in self._pending:
+                    hasher.update(data)
+                self._id = hasher.hexdigest()
+            else:
+                if self._pending:
+                    self._flush()
+                self._id = self._hasher.hexdigest()
+        return self._id
+
+    def publish(self, extension: str | None = None) -> HashAddress:
+        """Store the content written, or claim it if it is stored: what :meth:`HashFS.put`
+        returns.
+
+        :raises InvalidExtension: nothing is stored.
+        :raises StorageError: fsync or publication failed; nothing was stored.
+        """
+        ext = normalize_extension(extension)
+        id = self.hexdigest()
+        store = self._store
+        if self._copy is None:
+            return store._store_small(b"".join(self._pending), id, ext)
+        stem = store._layout.digest_stem(id)
+        # The copy is kept until the claim is settled: it is what the put stores if the
+        # object it found is gone.
+        return store._claim(id, stem) or store._publish(self._copy, id, stem, ext)
+
+    def discard(self) -> None:
+        """Drop what was written and not published; the writer is done."""
+        if self._hasher is not None:
+            self._hasher.close()
+        if self._copy is not None:
+            self._copy.discard()
+        self._pending.clear()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
