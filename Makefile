@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # versions; the demo and the browser tests serve them from node_modules, never a CDN.
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep bench-tus soak soak-s3
+.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep bench-tus bench-uploads soak soak-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ bench: $(BENCH_STAMP)
 # Debian packages nginx and wrk; the script names whichever is missing.
 bench-serving: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_serving.py $(ARGS)
+
+# A 256 MiB upload through gunicorn (1 sync worker), sent by curl and by Python: the
+# discard endpoint, put(request.stream), stream_uploads, put_upload and FileStorage.save
+# (~3 minutes; ARGS=--quick for a few seconds). Needs curl.
+bench-uploads: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_uploads.py $(ARGS)
 
 # The store on a SeaweedFS bucket against raw boto3 uploads (the test extra has both).
 bench-s3: $(STAMP)
