@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask_wtf.csrf import generate_csrf
 
 from flask_hashfs import FlaskHashFS
 
@@ -105,3 +106,36 @@ def test_direct_uploads_example_and_cors_rule(
     [rule] = s3_server.client.get_bucket_cors(Bucket=DIRECT_BUCKET)["CORSRules"]
     assert rule["AllowedOrigins"] == ["https://app.example.com"]
     assert rule["AllowedMethods"] == ["PUT"]
+
+
+def test_uploads_stream_a_form_and_check_csrf_from_a_header(tmp_path: Path) -> None:
+    page = "docs/uploads.md"
+    heading = "## Big files from a form"
+    code = snippet(page, heading, "stream_uploads").replace(
+        "/var/www/data/uploads", str(tmp_path / "uploads")
+    )
+    names = run(code)
+    app: Flask = names["app"]
+    app.config["SECRET_KEY"] = "test"
+    run(snippet(page, heading, "validate_csrf"), **names)
+
+    @app.get("/token")
+    def new_token() -> str:
+        return str(generate_csrf())
+
+    mp4 = bytes(4) + b"ftypisom" + bytes(100)
+    client = app.test_client()
+    token = client.get("/token").get_data(as_text=True)
+    # /videos is not exempt: CSRFProtect reads its form first, and stream_uploads takes
+    # the files werkzeug parsed.
+    video = {"video": (io.BytesIO(mp4), "clip.mp4"), "title": "Sea", "csrf_token": token}
+    reply = client.post("/videos", data=video)
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    assert reply.get_json()["url"].startswith("http://localhost/uploads/")
+    assert client.post("/videos", data={"csrf_token": token}).status_code == 400
+    assert client.post("/movies", data={"movie": (io.BytesIO(mp4), "a.mp4")}).status_code == 400
+    movie = {"movie": (io.BytesIO(mp4 + b"2"), "film.mp4")}
+    reply = client.post("/movies", data=movie, headers={"X-CSRFToken": token})
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    with app.app_context():
+        assert names["fs"].count() == 2
