@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,6 +229,24 @@ def test_werkzeugs_own_parsing_writes_and_reads_each_byte_again(
     assert answer["id"] == sha256(big)
     assert answer["written"] >= 2 * len(big)
     assert answer["read"] >= len(big)
+
+
+def test_a_form_of_many_small_files_is_not_held_in_memory(
+    app_fs: tuple[Flask, FlaskHashFS], port: int
+) -> None:
+    """Files are published once all of them passed; until then each one waits in its
+    temp file, not in memory (werkzeug itself keeps up to 500 KB of each in memory)."""
+    files = [os.urandom(MiB) for _ in range(40)]
+    body = form_body(*((f"f{n}", f"{n}.bin", data) for n, data in enumerate(files)))
+    tracemalloc.start()
+    try:
+        status, reply = post(port, "/stream", body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 200, reply
+    assert [file[1] for file in json.loads(reply)["files"]] == [sha256(data) for data in files]
+    assert peak < 12 * MiB  # the 40 MiB form, one chunk and the parser's buffers
 
 
 def test_a_second_upload_of_the_same_bytes_is_a_duplicate(

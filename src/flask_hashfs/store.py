@@ -162,9 +162,7 @@ class HashFS:
         """One chunk: hash it first, so that a duplicate is never written at all."""
         hasher = self._layout.new_hasher()
         hasher.update(data)
-        return self._store_small(data, hasher.hexdigest(), ext)
-
-    def _store_small(self, data: bytes, id: str, ext: str) -> HashAddress:
+        id = hasher.hexdigest()
         stem = self._layout.digest_stem(id)
         claimed = self._claim(id, stem)
         if claimed is not None:
@@ -784,7 +782,10 @@ class ObjectWriter:
     Chunks are gathered to :data:`~flask_hashfs.streams.CHUNK_SIZE` before they are hashed
     and written: a multipart parser hands over 64 KiB at a time, and each chunk given to
     the hash thread may cost a thread wake-up. Content that never grows past one chunk
-    is hashed before anything is written, as by ``put``, so a duplicate is never written.
+    is hashed without a thread, and written out once complete, unlike ``put``'s, which
+    hashes it first and writes it only if it is not stored: a form of a thousand small
+    files, which are published only once all of them passed, then holds one chunk in
+    memory, not a thousand.
     """
 
     def __init__(self, store: HashFS) -> None:
@@ -822,13 +823,19 @@ class ObjectWriter:
         self._copy.write(chunk)
 
     def hexdigest(self) -> str:
-        """The id of the content written: its end. Nothing more can be written."""
+        """The id of the content written: its end. Nothing more can be written.
+
+        :raises StorageError: writing failed; nothing will be stored.
+        """
         if self._id is None:
             if self._hasher is None:
+                data = b"".join(self._pending)
                 hasher = self._store._layout.new_hasher()
-                for data in self._pending:
-                    hasher.update(data)
+                hasher.update(data)
                 self._id = hasher.hexdigest()
+                self._pending.clear()
+                self._copy = self._store.backend.writer()
+                self._copy.write(data)
             else:
                 if self._pending:
                     self._flush()
@@ -844,9 +851,8 @@ class ObjectWriter:
         """
         ext = normalize_extension(extension)
         id = self.hexdigest()
+        assert self._copy is not None
         store = self._store
-        if self._copy is None:
-            return store._store_small(b"".join(self._pending), id, ext)
         stem = store._layout.digest_stem(id)
         # The copy is kept until the claim is settled: it is what the put stores if the
         # object it found is gone.
