@@ -28,6 +28,7 @@ from werkzeug.test import encode_multipart
 
 from flask_hashfs import FlaskHashFS, HashFS
 
+from .s3_server import S3Server
 from .serving_helpers import running, serving_app
 
 if TYPE_CHECKING:
@@ -418,3 +419,26 @@ def test_a_writer_left_unpublished_keeps_nothing(fs: HashFS, root: Path, size: i
         with pytest.raises(ValueError, match="already hashed"):
             writer.write(b"more")
     assert not root.exists() or list(root.iterdir()) == []
+
+
+# -- on a bucket -------------------------------------------------------------------------
+
+
+def test_a_streamed_form_on_a_bucket_stores_its_files_or_nothing(s3_server: S3Server) -> None:
+    app, fs = make_app(
+        Path("unused"),
+        HASHFS_ROOT_FOLDER=s3_server.new_url(),
+        HASHFS_STORAGE_OPTIONS=s3_server.options,
+    )
+    big, small = os.urandom(3 * MiB), os.urandom(5000)
+    with running(app) as port:
+        refused = post(port, "/stream", form_body(("f", "a.bin", big), ("g", "b.png", HTML)))
+        status, reply = post(port, "/stream", form_body(("f", "a.bin", big), ("g", "b.txt", small)))
+    assert refused[0] == 415
+    assert status == 200, reply
+    ids = [file[1] for file in json.loads(reply)["files"]]
+    assert ids == [sha256(big), sha256(small)]
+    with app.app_context():
+        assert sorted(fs.ids()) == sorted(ids)
+        with fs.open(ids[0]) as stored:
+            assert stored.read() == big
