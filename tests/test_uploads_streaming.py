@@ -30,6 +30,7 @@ from flask_hashfs import FlaskHashFS, HashFS
 
 from .s3_server import S3Server
 from .serving_helpers import running, serving_app
+from .test_storage_errors import fill, small_disk, used_blocks  # noqa: F401 (a fixture)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -419,6 +420,22 @@ def test_a_writer_left_unpublished_keeps_nothing(fs: HashFS, root: Path, size: i
         with pytest.raises(ValueError, match="already hashed"):
             writer.write(b"more")
     assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_a_full_disk_is_507_and_leaves_nothing(small_disk: Path) -> None:  # noqa: F811
+    app, fs = make_app(small_disk / "store")
+    filler = fill(small_disk, leave=2 * MiB)
+    before = used_blocks(small_disk)
+    body = form_body(("f", "a.bin", os.urandom(MiB)), ("g", "b.bin", os.urandom(3 * MiB)))
+    with running(app) as port:
+        status, reply = post(port, "/stream", body)
+        assert status == 507, reply
+        assert str(small_disk).encode() not in reply
+        assert used_blocks(small_disk) == before, "no block of either file is still held"
+        assert left_in_root((app, fs)) == []
+        filler.unlink()
+        assert post(port, "/stream", body)[0] == 200
+    assert len(left_in_root((app, fs))) == 2
 
 
 # -- on a bucket -------------------------------------------------------------------------

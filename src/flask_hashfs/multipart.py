@@ -113,10 +113,7 @@ class _Part:
 
     def publish(self) -> HashAddress:
         assert self._writer is not None
-        try:
-            return self._writer.publish(self._ext)
-        except StorageError as exc:
-            raise http_error(exc) from exc
+        return self._writer.publish(self._ext)
 
     @property
     def stored(self) -> bool:
@@ -128,8 +125,9 @@ class _Part:
 
 
 class _Parts:
-    """The ``stream_factory`` for one request, and the parts it gave out: each starts when
-    the next one does, and the ``with`` block discards every part not published."""
+    """The ``stream_factory`` for one request, and the parts it gave out: each part is
+    finished when the next one starts, and the ``with`` block discards every part not
+    published."""
 
     def __init__(
         self, store: HashFS, allowed_extensions: Collection[str] | None, max_size: int | None
@@ -221,28 +219,43 @@ def stream_uploads(
     :raises werkzeug.exceptions.HTTPException: the storage failed (507, 503 or 500, see
         :func:`flask_hashfs.http_errors.http_error`).
     """
-    with _Parts(store, allowed_extensions, max_size) as parts:
-        form: MultiDict[str, str]
-        files: MultiDict[str, FileStorage]
-        if "form" in request.__dict__:  # parsed already, as werkzeug itself checks
-            form = request.form
-            files = MultiDict(
-                (name, parts.copy(file)) for name, file in request.files.items(multi=True)
+    try:
+        with _Parts(store, allowed_extensions, max_size) as parts:
+            form, files = _read(request, parts)
+            return StreamedForm(form, _publish(files))
+    except StorageError as exc:
+        raise http_error(exc) from exc
+
+
+def _read(
+    request: Request, parts: _Parts
+) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+    """The form's fields, and its files as werkzeug gives them, each over a finished part."""
+    form: MultiDict[str, str]
+    files: MultiDict[str, FileStorage]
+    if "form" in request.__dict__:  # parsed already, as werkzeug itself checks
+        form = request.form
+        files = MultiDict(
+            (name, parts.copy(file)) for name, file in request.files.items(multi=True)
+        )
+    else:
+        form, files = _parse(request, parts)
+        request.form = cast(Any, form)
+        request.files = cast(Any, request.parameter_storage_class())
+    parts.finish()
+    return form, files
+
+
+def _publish(files: MultiDict[str, FileStorage]) -> MultiDict[str, StoredUpload]:
+    stored: MultiDict[str, StoredUpload] = MultiDict()
+    for name, file in files.items(multi=True):
+        part = cast(_Part, file.stream)
+        if part.stored:
+            address = part.publish()
+            stored.add(
+                name, StoredUpload(address, file.filename or "", file.content_type, part.size)
             )
-        else:
-            form, files = _parse(request, parts)
-            request.form = cast(Any, form)
-            request.files = cast(Any, request.parameter_storage_class())
-        parts.finish()
-        stored: MultiDict[str, StoredUpload] = MultiDict()
-        for name, file in files.items(multi=True):
-            part = cast(_Part, file.stream)
-            if part.stored:
-                upload = StoredUpload(
-                    part.publish(), file.filename or "", file.content_type, part.size
-                )
-                stored.add(name, upload)
-    return StreamedForm(form, stored)
+    return stored
 
 
 def _parse(
