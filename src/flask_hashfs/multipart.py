@@ -29,15 +29,9 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from .address import HashAddress
 from .errors import StorageError
 from .http_errors import http_error
-from .store import HashFS, ObjectWriter
+from .store import HEAD_SIZE, HashFS, ObjectWriter
 from .streams import CHUNK_SIZE
-from .uploads import (
-    HEAD_SIZE,
-    BodyReader,
-    accepted_extension,
-    check_content,
-    filename_extension,
-)
+from .uploads import BodyReader, accepted_extension, check_content, filename_extension
 
 #: Bytes read from the request body at a time. werkzeug's parser asks for 64 KiB, the
 #: size at which its boundary search is fastest, and gets slices of these reads: under

@@ -19,7 +19,7 @@ from itertools import chain
 from typing import IO, Any
 
 from .address import DirectUpload, HashAddress, StoredObject
-from .backends import Backend, Incoming, ObjectInfo, PresignedPut, Publisher, open_backend
+from .backends import Backend, Incoming, ObjectInfo, PresignedPut, Publisher, Writer, open_backend
 from .backends.base import INCOMING
 from .backends.partial import HeldUpload
 from .errors import (
