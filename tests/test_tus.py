@@ -270,6 +270,22 @@ def test_an_empty_upload_is_finished_at_creation(server: Server) -> None:
     assert send(server.port, "HEAD", path).headers["Upload-Offset"] == "0"
 
 
+def test_partial_uploads_are_no_objects_for_verify_stats_or_gc(server: Server) -> None:
+    path = create(server.port, 10)
+    assert patch(server.port, path, 0, b"01234").status == 204
+    runner = server.app.test_cli_runner()
+    verify = runner.invoke(args=["hashfs", "verify", "--json"])
+    assert verify.exit_code == 0, verify.output
+    assert json.loads(verify.output)["checked"] == 0
+    stats = runner.invoke(args=["hashfs", "stats", "--json"])
+    assert json.loads(stats.output)["objects"] == 0
+    fs = HashFS(server.root)
+    assert fs.sweep([], grace=0).removed == 0
+    assert list(fs.backend.temp_files()) == []
+    assert patch(server.port, path, 5, b"56789").status == 204
+    assert fs.count() == 1
+
+
 def test_termination_then_404(server: Server) -> None:
     path = create(server.port, 10)
     assert patch(server.port, path, 0, b"01234").status == 204
@@ -316,6 +332,8 @@ def test_expired_uploads_are_410_and_removed_by_the_command(server: Server) -> N
             doc = json.loads(record.read_text())
             doc["expires"] = time.time() - 1
             record.write_text(json.dumps(doc))
+            # What a crash while the record was being replaced leaves next to it.
+            record.with_name(record.name + ".new-0badf00d").write_text("{")
     assert send(server.port, "HEAD", path).status == 410
     assert patch(server.port, path, 5, b"56789").status == 410
     result = server.app.test_cli_runner().invoke(args=["hashfs", "expire-uploads"])
@@ -323,6 +341,9 @@ def test_expired_uploads_are_410_and_removed_by_the_command(server: Server) -> N
     assert result.output == "removed 2 expired uploads\n"
     assert send(server.port, "HEAD", path).status == 404
     assert send(server.port, "HEAD", live).status == 200
+    assert sorted(p.name for p in uploads_folder(server.root).iterdir()) == sorted(
+        [live.rpartition("/")[2] + ".json", live.rpartition("/")[2] + ".part"]
+    )
     assert HashFS(server.root).count() == 1  # the finished upload's object stays
 
 

@@ -74,17 +74,19 @@ class LocalPartialUploads(PartialUploads):
             raise _storage_error(exc, "write", self._path(token + _RECORD)) from None
 
     def create(self, token: str, record: dict[str, Any]) -> None:
+        """The record first: a crash before the ``.part`` file exists leaves an upload
+        that takes no bytes and expires like any other."""
         folder = self._folder()
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
-            fd = os.open(token + _BYTES, flags, self._backend.fmode, dir_fd=folder)
-            os.fchmod(fd, self._backend.fmode)  # what the object will have, whatever the umask
-            os.close(fd)
-        except OSError as exc:
-            os.close(folder)
-            raise _storage_error(exc, "create", self._path(token + _BYTES)) from None
-        try:
             self._write_record(folder, token, record)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+            try:
+                fd = os.open(token + _BYTES, flags, self._backend.fmode, dir_fd=folder)
+                os.fchmod(fd, self._backend.fmode)  # the object's, whatever the umask
+                os.close(fd)
+                self._sync(folder)
+            except OSError as exc:
+                raise _storage_error(exc, "create", self._path(token + _BYTES)) from None
         finally:
             os.close(folder)
 
@@ -146,15 +148,21 @@ class LocalPartialUploads(PartialUploads):
                 return False
             folder = self._folder()
             try:
-                os.unlink(token + _RECORD, dir_fd=folder)
-                self._sync(folder)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise _storage_error(exc, "remove", self._path(token + _RECORD)) from None
+                self._remove_record(folder, token)
             finally:
                 os.close(folder)
         return True
+
+    def _remove_record(self, folder: int, token: str) -> None:
+        """The record, and what a crash left of a new one being written."""
+        try:
+            for name in os.listdir(folder):
+                if name == token + _RECORD or name.startswith(token + _RECORD + ".new-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=folder)
+            self._sync(folder)
+        except OSError as exc:
+            raise _storage_error(exc, "remove", self._path(token + _RECORD)) from None
 
     def tokens(self) -> Iterator[str]:
         folder = self._folder()
@@ -220,13 +228,7 @@ class _HeldFile(HeldUpload):
         """The bytes first: a record without bytes is a finished upload, harmless, and
         the next expiry run removes it."""
         self.drop_bytes()
-        try:
-            os.unlink(self._token + _RECORD, dir_fd=self._folder)
-            self._uploads._sync(self._folder)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise _storage_error(exc, "remove", self._uploads._path(self._token)) from None
+        self._uploads._remove_record(self._folder, self._token)
 
 
 class _PartWriter(Writer):
