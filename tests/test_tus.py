@@ -630,3 +630,29 @@ def test_chunks_hashed_as_they_came_are_not_read_back(
     with running(restarted) as port:
         assert patch(port, path, 1 << 20, body[1 << 20 :]).status == 204
     assert sum(read) == 32 + len(body)
+
+
+def test_a_chunk_costs_two_fsyncs_and_the_finish_makes_its_record_durable_first(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def counted(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    path = create(server.port, 8)
+    token = path.rpartition("/")[2]
+    synced.clear()
+    assert patch(server.port, path, 0, b"abcd").status == 204
+    assert [name.partition(".new-")[0] for name in synced] == [token + ".part", token + ".json"]
+    synced.clear()
+    assert patch(server.port, path, 4, b"efgh").status == 204
+    # The bytes, the record, then the uploads folder before the bytes become an object's.
+    assert [name.partition(".new-")[0] for name in synced[:3]] == [
+        token + ".part",
+        token + ".json",
+        "uploads",
+    ]

@@ -1,7 +1,10 @@
 """Partial uploads in a folder root: ``.hashfs/uploads/<token>.json`` and ``<token>.part``.
 
 The bytes are written into the ``.part`` file and fsynced before the record that
-acknowledges them is replaced, so what a client was told it sent survives a crash. A
+acknowledges them is replaced, so no crash leaves a record that counts bytes that are
+not there. The folder is fsynced only before the finished upload is published: a power
+cut may bring back an earlier record, and the client, which asks for the offset before
+it resumes, sends those bytes again (two fsyncs per chunk instead of three). A
 chunk is written where the record says the acknowledged bytes end; what a refused or
 crashed chunk left beyond that is overwritten, and truncated at the end. An ``flock``
 on the ``.part`` file makes requests take turns, and a killed process lets go of it.
@@ -54,7 +57,12 @@ class LocalPartialUploads(PartialUploads):
         if self._backend.fsync:
             os.fsync(fd)
 
-    def _write_record(self, folder: int, token: str, record: dict[str, Any]) -> None:
+    def _write_record(
+        self, folder: int, token: str, record: dict[str, Any], *, durable_name: bool = True
+    ) -> None:
+        """Replace the record by a rename, its content fsynced first. With
+        ``durable_name`` off the folder is not fsynced: a crash may then bring back the
+        record before, which acknowledged fewer bytes, and the client sends them again."""
         temp = f"{token}{_RECORD}.new-{secrets.token_hex(4)}"
         data = json.dumps(record).encode()
         try:
@@ -67,7 +75,8 @@ class LocalPartialUploads(PartialUploads):
             finally:
                 os.close(fd)
             os.rename(temp, token + _RECORD, src_dir_fd=folder, dst_dir_fd=folder)
-            self._sync(folder)
+            if durable_name:
+                self._sync(folder)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=folder)
@@ -204,7 +213,7 @@ class _HeldFile(HeldUpload):
         except OSError as exc:
             path = self._uploads._path(self._token + _BYTES)
             raise _storage_error(exc, "append to", path) from None
-        self._uploads._write_record(self._folder, self._token, commit(position))
+        self._uploads._write_record(self._folder, self._token, commit(position), durable_name=False)
         return position
 
     def reader(self) -> IO[bytes]:
@@ -213,7 +222,7 @@ class _HeldFile(HeldUpload):
         return stream
 
     def writer(self) -> Writer:
-        return _PartWriter(self._uploads._backend, self._token + _BYTES, self._folder, self._fd)
+        return _PartWriter(self._uploads, self._token + _BYTES, self._folder, self._fd)
 
     def drop_bytes(self) -> None:
         try:
@@ -234,8 +243,9 @@ class _HeldFile(HeldUpload):
 class _PartWriter(Writer):
     """The whole ``.part`` file as a writer's private copy: published by a hard link."""
 
-    def __init__(self, backend: LocalBackend, name: str, folder: int, fd: int) -> None:
-        self._backend = backend
+    def __init__(self, uploads: LocalPartialUploads, name: str, folder: int, fd: int) -> None:
+        self._uploads = uploads
+        self._backend = uploads._backend
         self._name = name
         self._folder = folder
         self._fd = fd
@@ -244,6 +254,10 @@ class _PartWriter(Writer):
         raise TypeError("a finished upload takes no more bytes")
 
     def publish(self, key: str) -> bool:
+        # Once the bytes are an object's, no request may write them again: the record
+        # that acknowledged all of them must not be lost to a crash (see
+        # ``_write_record``), or the client would send the last chunk again into them.
+        self._uploads._sync(self._folder)
         return self._backend._link(self._name, key, follow_symlinks=False, src_dir_fd=self._folder)
 
     def discard(self) -> None:
