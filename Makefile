@@ -37,9 +37,14 @@ typecheck: $(STAMP)
 test: lint typecheck $(NODE_STAMP)
 	$(BIN)/pytest
 
-# The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/.
+# The example gallery on http://127.0.0.1:$(PORT)/, storing under .demo-data/; with
+# DEMO_S3=1, on a bucket of a local SeaweedFS (.demo-data/s3/), with direct uploads.
 demo: $(STAMP) $(NODE_STAMP)
+ifeq ($(DEMO_S3),1)
+	PYTHONPATH=examples:. $(BIN)/python -m demo.s3 --port $(PORT)
+else
 	$(BIN)/flask --app examples/demo run --host 127.0.0.1 --port $(PORT)
+endif
 
 # The store against its limit and hashfs 0.7.2 (under 10 minutes; ARGS=--quick for ~1).
 bench: $(BENCH_STAMP)

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import struct
 import time
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,9 +22,12 @@ from typing import Any
 
 import pytest
 from demo import create_app, fs
+from demo.s3 import BUCKET as DEMO_BUCKET
+from demo.s3 import allow_origins, bucket_config
 from flask import Flask
 from playwright.sync_api import FilePayload, Page, Request, Route, expect, sync_playwright
 
+from .s3_server import S3Server
 from .serving_helpers import running
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -410,3 +414,53 @@ def test_a_big_file_goes_through_tus_and_resumes_after_a_reload(
     with sqlite3.connect(app.config["DEMO_DATABASE"]) as db:
         rows = db.execute("SELECT object_id, name, content_type FROM upload").fetchall()
     assert rows == [(hashlib.sha256(body).hexdigest(), "report.pdf", "application/pdf")]
+
+
+@pytest.fixture
+def bucket_app(tmp_path: Path, s3_server: S3Server) -> Flask:
+    """The demo as ``make demo DEMO_S3=1`` sets it up, on a prefix of its own."""
+    config = bucket_config(s3_server)
+    config["HASHFS_ROOT_FOLDER"] = f"s3://{DEMO_BUCKET}/{uuid.uuid4().hex}"
+    return create_app(tmp_path / "data", config)
+
+
+def test_on_a_bucket_files_go_straight_to_it(
+    page: Page, bucket_app: Flask, s3_server: S3Server
+) -> None:
+    store = fs.store_for(bucket_app)
+    with running(bucket_app) as port:
+        base_url = f"http://127.0.0.1:{port}"
+        allow_origins(s3_server, [base_url])
+        page.goto(base_url + "/")
+        puts: list[str] = []
+        page.on(
+            "request", lambda request: puts.append(request.url) if request.method == "PUT" else None
+        )
+
+        def send(*files: FilePayload) -> None:
+            page.set_input_files("#straight", list(files))
+            page.get_by_role("button", name="Send to the bucket").click()
+
+        send(payload("red.png", "image/png", RED), payload("blue.png", "image/png", BLUE))
+        expect(page.locator(".messages li")).to_have_text(["red.png: stored.", "blue.png: stored."])
+        assert len(puts) == 2
+        assert all(url.startswith(s3_server.endpoint + f"/{DEMO_BUCKET}/") for url in puts)
+        expect(page.locator(".gallery .name")).to_have_text(["blue.png", "red.png"])
+        page.wait_for_function(
+            "() => [...document.images].length === 2"
+            " && [...document.images].every(img => img.complete && img.naturalWidth > 0)"
+        )
+
+        send(payload("red copy.png", "image/png", RED))
+        expect(page.locator(".messages li")).to_have_text(
+            ["red copy.png: same bytes as red.png, stored once."]
+        )
+        send(payload("fake.png", "image/png", b"<html><script>alert(1)</script></html>"))
+        expect(page.locator("#direct-status")).to_have_text(
+            "fake.png: refused. The content does not match its type (image/png)."
+        )
+        assert store.count() == 2
+        assert list(store.backend.reserved_keys(".hashfs/incoming")) == []
+    with sqlite3.connect(bucket_app.config["DEMO_DATABASE"]) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM upload ORDER BY id")]
+    assert names == ["red.png", "blue.png", "red copy.png"]

@@ -18,6 +18,11 @@ tus-js-client, which ``make`` installs from npm and the app serves from
 ``node_modules``): in chunks, with a progress bar, and on after a reload or a dropped
 connection. Each upload belongs to the browser session that started it, its requests
 carry the CSRF token in a header, and its row is written when its last byte is stored.
+
+On a bucket (``make demo DEMO_S3=1``, see ``demo.s3``) a third form sends files
+straight to the bucket (``static/direct.js`` on the direct-upload blueprint's script,
+with hash-wasm from ``node_modules``): the app authorizes each one and records it once
+it arrived, and no byte passes through the app.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from flask_hashfs import FlaskHashFS, HashAddress, SweepReport
+from flask_hashfs.direct_uploads import Action as DirectAction
+from flask_hashfs.direct_uploads import DirectUploads, UploadIntent
 from flask_hashfs.headers import media_type
 from flask_hashfs.resumable import Upload
 from flask_hashfs.tus import Action, TusUploads
@@ -58,8 +65,11 @@ csrf = CSRFProtect()
 
 #: Inside the repository (and git-ignored), so that a demo leaves nothing elsewhere.
 DEFAULT_DATA_FOLDER = Path(__file__).resolve().parents[2] / ".demo-data"
-#: tus-js-client's browser build, installed by ``make`` (package.json): no CDN.
-TUS_JS = Path(__file__).resolve().parents[2] / "node_modules/tus-js-client/dist/tus.min.js"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+#: The browser builds of tus-js-client and of hash-wasm's SHA-256, installed by ``make``
+#: (package.json): no CDN.
+TUS_JS = NODE_MODULES / "tus-js-client/dist/tus.min.js"
+HASH_WASM_JS = NODE_MODULES / "hash-wasm/dist/sha256.umd.min.js"
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp"})
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS | {".txt", ".pdf"}
@@ -122,6 +132,9 @@ def create_app(
     app.add_url_rule("/collect", view_func=collect, methods=["POST"])
     app.add_url_rule("/vendor/tus.min.js", view_func=tus_js)
     app.register_blueprint(tus.blueprint, url_prefix="/resumable")
+    if fs.store_for(app).max_upload_size:  # a bucket: the browser may upload to it
+        app.add_url_rule("/vendor/sha256.umd.min.js", view_func=hash_wasm_js)
+        app.register_blueprint(direct.blueprint, url_prefix="/direct-uploads")
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(CSRFError, stale_form)
     app.add_template_global(plural)
@@ -210,6 +223,7 @@ def gallery() -> str:
         resumable_accept=",".join(sorted(RESUMABLE_EXTENSIONS)),
         resumable_limit=size(RESUMABLE_MAX_SIZE),
         chunk_size=current_app.config["DEMO_TUS_CHUNK_SIZE"],
+        direct=direct.blueprint.name in current_app.blueprints,
     )
 
 
@@ -280,10 +294,37 @@ tus = TusUploads(
 )
 
 
+def may_direct_upload(action: DirectAction, intent: UploadIntent) -> bool:
+    """As for tus: any visitor with a session, whose POSTs CSRFProtect has checked."""
+    return "visitor" in session
+
+
+def direct_uploaded(intent: UploadIntent, address: HashAddress) -> None:
+    """The row and the gallery's message; the browser's answer is only the id."""
+    record(intent.name, address)
+
+
+direct = DirectUploads(
+    fs,
+    max_size=RESUMABLE_MAX_SIZE,
+    allowed_extensions=RESUMABLE_EXTENSIONS,
+    authorize=may_direct_upload,
+    on_upload=direct_uploaded,
+)
+
+
 def tus_js() -> Response:
-    if not TUS_JS.exists():
-        abort(404, "tus-js-client is missing: run make, which installs it from npm.")
-    return send_file(TUS_JS, max_age=3600)
+    return vendor(TUS_JS)
+
+
+def hash_wasm_js() -> Response:
+    return vendor(HASH_WASM_JS)
+
+
+def vendor(path: Path) -> Response:
+    if not path.exists():
+        abort(404, f"{path.name} is missing: run make, which installs it from npm.")
+    return send_file(path, max_age=3600)
 
 
 def delete(row: int) -> Response:

@@ -137,8 +137,10 @@ class DirectUploads:
         self._on_upload = on_upload
         self.blueprint = Blueprint(name, __name__, static_folder="static")
         self.blueprint.record_once(self._check_app)
-        self.blueprint.add_url_rule("/authorize", view_func=self._authorize_view, methods=["POST"])
-        self.blueprint.add_url_rule("/complete", view_func=self._complete_view, methods=["POST"])
+        self.blueprint.add_url_rule(
+            "/authorize", "authorize", self._authorize_view, methods=["POST"]
+        )
+        self.blueprint.add_url_rule("/complete", "complete", self._complete_view, methods=["POST"])
         self.blueprint.register_error_handler(HTTPException, _as_json)
 
     def authorizer(self, function: Authorize) -> Authorize:

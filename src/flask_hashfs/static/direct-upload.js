@@ -8,6 +8,8 @@
 
 export const ONE_SHOT_LIMIT = 32 * 1024 * 1024;
 const CHUNK = 8 * 1024 * 1024;
+// The blueprint that serves this script from <prefix>/static/: the default endpoint.
+const BLUEPRINT = new URL("..", import.meta.url).href.replace(/\/$/, "");
 
 /** A refusal by the app or the bucket: `status` is the HTTP status, 0 for no answer. */
 export class UploadError extends Error {
@@ -79,13 +81,17 @@ function putToBucket(url, headers, file, onProgress) {
  *
  * @param {File} file
  * @param {object} options
- * @param {string} options.endpoint  e.g. "/direct-uploads"
+ * @param {string} [options.endpoint]  e.g. "/direct-uploads"; by default the prefix
+ *   of the blueprint this script is served from
  * @param {object} [options.headers]  sent to the app, e.g. {"X-CSRFToken": token}
  * @param {function} [options.onProgress]  (phase, done, total), phase "hash" or "upload"
  * @returns the app's answer from its on_upload callback
  * @throws {UploadError} with the status and the message of whoever refused
  */
-export async function directUpload(file, { endpoint, headers = {}, onProgress = () => {} }) {
+export async function directUpload(
+  file,
+  { endpoint = BLUEPRINT, headers = {}, onProgress = () => {} } = {},
+) {
   const sha256 = await sha256Hex(file, (done) => onProgress("hash", done, file.size));
   const authorized = await postJSON(
     `${endpoint}/authorize`,
