@@ -89,6 +89,10 @@ def direct_app(server: S3Server, max_size: int | None = None) -> DirectApp:
     def may_upload(action: Action, intent: UploadIntent) -> bool:
         return "user" in session
 
+    @direct.identifier
+    def who() -> str | None:
+        return session.get("user")
+
     @direct.on_upload
     def record(intent: UploadIntent, address: HashAddress) -> ResponseReturnValue:
         rows.append(Row(address, intent, session["user"]))

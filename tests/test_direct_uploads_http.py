@@ -151,6 +151,10 @@ def test_a_request_the_app_does_not_authorize_is_refused(
     assert send_put(authorized["url"], PNG, authorized["headers"])[0] == 200
     stranger = Client(client.port)
     assert stranger.post("/direct/complete", {"ticket": authorized["ticket"]})[0] == 403
+    # Another user's, taken from them: refused too, though this user may upload.
+    stranger.login("mallory")
+    status, answer = stranger.post("/direct/complete", {"ticket": authorized["ticket"]})
+    assert (status, answer) == (403, {"error": "This upload was authorized for someone else."})
     # The bucket takes nothing without a signature of the app.
     url = authorized["url"].partition("?")[0]
     assert send_put(url, PNG, authorized["headers"])[0] == 403
@@ -260,6 +264,15 @@ def test_registration_needs_a_bucket_sha256_and_a_secret(
             fs.init_app(app)
         with pytest.raises(error, match=message):
             app.register_blueprint(DirectUploads(fs).blueprint)
+
+
+def test_empty_content_is_checked_and_published(client: Client, store: HashFS) -> None:
+    client.login("alice")
+    status, answer = client.upload("empty.txt", b"")
+    assert status == 201
+    with store.open(answer["id"]) as stream:
+        assert stream.read() == b""
+    assert client.upload("empty.png", b"")[0] == 415
 
 
 def test_without_hooks_every_request_is_let_through_and_answered_with_the_id(

@@ -309,6 +309,7 @@ direct = DirectUploads(
     max_size=RESUMABLE_MAX_SIZE,
     allowed_extensions=RESUMABLE_EXTENSIONS,
     authorize=may_direct_upload,
+    identify=visitor,
     on_upload=direct_uploaded,
 )
 

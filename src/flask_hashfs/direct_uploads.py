@@ -75,6 +75,7 @@ class UploadIntent(NamedTuple):
 
 Action = Literal["authorize", "complete"]
 Authorize = Callable[[Action, UploadIntent], bool]
+Identify = Callable[[], str | None]
 OnUpload = Callable[[UploadIntent, HashAddress], ResponseReturnValue | None]
 
 
@@ -106,6 +107,9 @@ class DirectUploads:
         action (``"authorize"`` or ``"complete"``) and what is uploaded: True lets it
         through, anything else is a 403 (or raise an HTTP error of your own). Without
         it, anyone who can reach the app may store files in its bucket.
+    :param identify: who is asking (a user id), put in the ticket at ``authorize``: a
+        ticket that reaches ``complete`` from anyone else is refused (403), so that a
+        stolen ticket cannot make a row of someone else's file.
     :param on_upload: called once the upload is published, before the browser hears of
         it: write the row here, and return the browser's answer (by default
         ``{"id": ...}``, 201). ``address.is_duplicate`` is for the app; do not pass it
@@ -127,6 +131,7 @@ class DirectUploads:
         max_size: int | None = None,
         allowed_extensions: Collection[str] | None = None,
         authorize: Authorize | None = None,
+        identify: Identify | None = None,
         on_upload: OnUpload | None = None,
         name: str = "hashfs_direct",
     ) -> None:
@@ -134,6 +139,7 @@ class DirectUploads:
         self.max_size = max_size
         self.allowed_extensions = allowed_extensions
         self._authorize = authorize
+        self._identify = identify
         self._on_upload = on_upload
         self.blueprint = Blueprint(name, __name__, static_folder="static")
         self.blueprint.record_once(self._check_app)
@@ -148,6 +154,11 @@ class DirectUploads:
         self._authorize = function
         return function
 
+    def identifier(self, function: Identify) -> Identify:
+        """Set ``identify`` with a decorator."""
+        self._identify = function
+        return function
+
     def on_upload(self, function: OnUpload) -> OnUpload:
         """Set ``on_upload`` with a decorator."""
         self._on_upload = function
@@ -156,6 +167,9 @@ class DirectUploads:
     def _allow(self, action: Action, intent: UploadIntent) -> None:
         if self._authorize is not None and self._authorize(action, intent) is not True:
             raise Forbidden("You may not upload this file.")
+
+    def _who(self) -> str | None:
+        return None if self._identify is None else self._identify()
 
     def _store(self) -> HashFS:
         return self._fs.store_for(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -194,7 +208,7 @@ class DirectUploads:
             terms, put = store.presign_upload(id, size, ext)
         except (InvalidId, InvalidExtension, InvalidUpload) as exc:
             raise BadRequest(str(exc)) from None
-        ticket = _tickets().dumps([*terms, name])
+        ticket = _tickets().dumps([*terms, name, self._who()])
         return {"url": put.url, "headers": put.headers, "ticket": ticket}
 
     def _complete_view(self) -> ResponseReturnValue:
@@ -202,7 +216,7 @@ class DirectUploads:
         try:
             if not isinstance(ticket, str):
                 raise BadSignature("no ticket")
-            id, size, ext, key, name = _tickets().loads(ticket, max_age=INCOMING_MAX_AGE)
+            id, size, ext, key, name, owner = _tickets().loads(ticket, max_age=INCOMING_MAX_AGE)
         except (BadSignature, TypeError, ValueError):
             raise Forbidden(
                 "The upload ticket is not valid: forged, from another app, or expired."
@@ -210,6 +224,8 @@ class DirectUploads:
             ) from None
         intent = UploadIntent(name, size, id, ext)
         self._allow("complete", intent)
+        if owner != self._who():
+            raise Forbidden("This upload was authorized for someone else.")
         try:
             address = self._store().publish_upload(
                 DirectUpload(id, size, ext, key), lambda head: check_content(ext, head)
