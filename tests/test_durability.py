@@ -55,6 +55,10 @@ class Calls:
         self.writes += 1
         return os.write(fd, data)
 
+    def real_writev(self, fd: int, buffers: Any) -> int:
+        self.writes += 1
+        return os.writev(fd, buffers)
+
     def real_open(self, path: str, flags: int, *args: Any, **kwargs: Any) -> int:
         if flags & os.O_CREAT or flags & os.O_TMPFILE == os.O_TMPFILE:
             self.created.append(path)
@@ -81,7 +85,12 @@ def is_temp_file(fs: HashFS, path: str, kind: str) -> bool:
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     counted = Calls()
-    proxy = OsProxy(fsync=counted.real_fsync, write=counted.real_write, open=counted.real_open)
+    proxy = OsProxy(
+        fsync=counted.real_fsync,
+        write=counted.real_write,
+        writev=counted.real_writev,
+        open=counted.real_open,
+    )
     monkeypatch.setattr(local, "os", proxy)
     return counted
 
@@ -319,9 +328,12 @@ def test_dedupe_put_of_a_large_object_syncs_nothing(fs: HashFS, calls: Calls) ->
 # -- fault injection ---------------------------------------------------------------------
 
 
-def _failing(error: int, after: int, real: Callable[..., Any]) -> Callable[..., Any]:
-    """``real`` for the first ``after`` calls, then OSError(error) on each call."""
-    seen = [0]
+def _failing(
+    error: int, after: int, real: Callable[..., Any], seen: list[int] | None = None
+) -> Callable[..., Any]:
+    """``real`` for the first ``after`` calls, then OSError(error) on each call; calls
+    are counted in ``seen``, which several functions may share."""
+    seen = [0] if seen is None else seen
 
     def call(*args: Any) -> Any:
         seen[0] += 1
@@ -379,7 +391,11 @@ def test_write_error_fails_the_put_and_leaves_nothing(
     neighbours = _with_neighbours(fs)
     entries = _root_entries(fs)
     data = os.urandom(size)
-    monkeypatch.setattr(local, "os", OsProxy(write=_failing(error, after, os.write)))
+    seen = [0]  # writes and writevs alike
+    failing = OsProxy(
+        write=_failing(error, after, os.write, seen), writev=_failing(error, after, os.writev, seen)
+    )
+    monkeypatch.setattr(local, "os", failing)
     with pytest.raises(StorageError) as caught:
         fs.put(io.BytesIO(data), extension=".bin")
     assert isinstance(caught.value, OSError)

@@ -22,7 +22,7 @@ class BackgroundHasher:
 
     def __init__(self, hasher: Hasher) -> None:
         self._hasher = hasher
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
+        self._chunks: queue.Queue[bytes | list[bytes] | None] = queue.Queue(_QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._run, name="hashfs-hash", daemon=True)
         self._thread.start()
 
@@ -30,9 +30,11 @@ class BackgroundHasher:
         update: Callable[[bytes], object] = self._hasher.update
         get = self._chunks.get
         while (chunk := get()) is not None:
-            update(chunk)
+            update(chunk if isinstance(chunk, bytes) else b"".join(chunk))
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | list[bytes]) -> None:
+        """Hash ``chunk`` next; pieces in a list are joined on the hash thread, so that
+        the caller's thread never copies them."""
         self._chunks.put(chunk)
 
     def hexdigest(self) -> str:

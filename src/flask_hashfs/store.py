@@ -779,7 +779,7 @@ class HashFS:
 class ObjectWriter:
     """One put whose bytes the caller hands over as they arrive (see :meth:`HashFS.writer`).
 
-    Chunks are gathered to :data:`~flask_hashfs.streams.CHUNK_SIZE` before they are hashed
+    Pieces are gathered to :data:`~flask_hashfs.streams.CHUNK_SIZE` before they are hashed
     and written: a multipart parser hands over 64 KiB at a time, and each chunk given to
     the hash thread may cost a thread wake-up. Content that never grows past one chunk
     is hashed without a thread, and written out once complete, unlike ``put``'s, which
@@ -812,15 +812,17 @@ class ObjectWriter:
         self.size += len(data)
 
     def _flush(self) -> None:
-        chunk = b"".join(self._pending)  # one item is not copied
-        self._pending.clear()
+        pieces = self._pending
+        self._pending = []
         self._pending_size = 0
         if self._copy is None:
             self._copy = self._store.backend.writer()
             self._hasher = BackgroundHasher(self._store._layout.new_hasher())
         assert self._hasher is not None
-        self._hasher.update(chunk)
-        self._copy.write(chunk)
+        # The pieces are never joined on this thread, which also parses and writes: the
+        # hash thread joins them, and a folder's copy takes them in one writev().
+        self._hasher.update(pieces)
+        self._copy.writelines(pieces)
 
     def hexdigest(self) -> str:
         """The id of the content written: its end. Nothing more can be written.

@@ -39,7 +39,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import IO
 
@@ -97,6 +97,8 @@ _NO_ANONYMOUS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 #: with O_DIRECT do; a smaller one stays cached, as it is likely read back soon.
 _WRITEBACK_STEP = 8 << 20
 _fadvise = getattr(os, "posix_fadvise", None)
+#: The most buffers one writev() takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 
 def _fsync_folder(path: str) -> None:
@@ -968,7 +970,26 @@ class _LocalWriter(Writer):
                     view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise self._error(exc, "write") from None
-        self._written += len(data)
+        self._wrote(len(data))
+
+    def writelines(self, pieces: Sequence[bytes]) -> None:
+        if self._fd < 0:
+            self._create()
+        for start in range(0, len(pieces), _IOV_MAX):
+            group = pieces[start : start + _IOV_MAX]
+            size = sum(map(len, group))
+            try:
+                written = os.writev(self._fd, group)
+                if written < size:
+                    view = memoryview(b"".join(group))[written:]
+                    while view:
+                        view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                raise self._error(exc, "write") from None
+            self._wrote(size)
+
+    def _wrote(self, size: int) -> None:
+        self._written += size
         if self._written - self._flushed >= _WRITEBACK_STEP and _fadvise is not None:
             _fadvise(self._fd, self._dropped, 0, os.POSIX_FADV_DONTNEED)
             self._dropped, self._flushed = self._flushed, self._written
