@@ -140,42 +140,88 @@ def test_a_dedupe_put_renews_the_claim(store: HashFS) -> None:
 
 
 @pytest.mark.parametrize("size", [10, LARGE], ids=["small", "large"])
-def test_a_put_stores_again_what_vanished_under_its_claim(store: HashFS, size: int) -> None:
-    """The object is removed between the put's lookup and its claim (local), or between
-    the claim and the lookup (S3): the put stores its own bytes, never a dead address."""
+def test_a_put_stores_again_what_vanished_under_its_claim(
+    store: HashFS, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object is removed between the put's lookup and its claim's utime (local), or
+    between the claim and the lookup (S3): the put stores its own bytes, never a dead
+    address."""
     data = blob(size)
     first = store.put(io.BytesIO(data))
     backend = store.backend
-    name = "record_claim" if isinstance(backend, s3.S3Backend) else "freshen"
-    step: Callable[..., Any] = getattr(backend, name)
+    target: Any = backend if isinstance(backend, s3.S3Backend) else os
+    name = "find" if isinstance(backend, s3.S3Backend) else "utime"
+    step: Callable[..., Any] = getattr(target, name)
+    removed: list[str] = []
 
-    def removed_first(*args: Any) -> Any:
-        backend.delete(first.relpath)
-        return step(*args)
+    def removed_first(*args: Any, **kwargs: Any) -> Any:
+        if not removed:
+            removed.append(first.relpath)
+            backend.delete(first.relpath)
+        return step(*args, **kwargs)
 
-    setattr(backend, name, removed_first)
+    monkeypatch.setattr(target, name, removed_first)
     again = store.put(io.BytesIO(data))
+    monkeypatch.undo()
+    assert removed == [first.relpath]
     assert not again.is_duplicate
     assert again.relpath == first.relpath
     with store.open(again.id) as stream:
         assert stream.read() == data
 
 
-def test_claim_is_one_utime_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("extension", ["", ".jpg"])
+def test_claim_is_one_utime_in_the_objects_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extension: str
+) -> None:
+    """By name, relative to the folder the lookup opened: no second walk of the path."""
     store = HashFS(tmp_path / "store", fsync=False)
-    address = store.put(io.BytesIO(b"shared"))
+    address = store.put(io.BytesIO(b"shared"), extension)
     os.utime(address.abspath, (1.0, 1.0))
-    calls: list[str] = []
+    folder = os.stat(os.path.dirname(address.abspath))
+    calls: list[tuple[str, bool, bool]] = []
     real_utime = os.utime
 
     def utime(path: str, *args: Any, **kwargs: Any) -> None:
-        calls.append(path)
+        dir_fd = kwargs.get("dir_fd")
+        in_folder = dir_fd is not None and os.path.samestat(os.fstat(dir_fd), folder)
+        calls.append((path, in_folder, kwargs.get("follow_symlinks", True)))
         real_utime(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "utime", utime)
     assert store.put(io.BytesIO(b"shared")).is_duplicate
-    assert calls == [address.abspath]
+    monkeypatch.undo()
+    assert calls == [(os.path.basename(address.abspath), True, False)]
     assert os.stat(address.abspath).st_mtime > time.time() - HOUR
+
+
+def test_a_claim_never_lands_outside_when_a_folder_flips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard folder turned into a symlink out of the root between the lookup and the
+    claim: the claim still lands on the object the lookup found, never on a look-alike
+    outside (a claim by path followed the symlink)."""
+    root = tmp_path / "store"
+    store = HashFS(root, fsync=False)
+    address = store.put(io.BytesIO(b"shared"))
+    first, *rest = address.relpath.split("/")
+    outside = tmp_path / "outside"
+    look_alike = outside.joinpath(*rest)
+    look_alike.parent.mkdir(parents=True)
+    look_alike.write_bytes(b"shared")
+    os.utime(look_alike, (1.0, 1.0))
+    real_utime = os.utime
+
+    def flip_then_utime(*args: Any, **kwargs: Any) -> None:
+        os.rename(root / first, root / "parked")
+        os.symlink(outside, root / first)
+        real_utime(*args, **kwargs)
+
+    monkeypatch.setattr(os, "utime", flip_then_utime)
+    store.put(io.BytesIO(b"shared"))
+    monkeypatch.undo()
+    assert os.stat(look_alike).st_mtime == 1.0
+    assert os.stat(root.joinpath("parked", *rest)).st_mtime > time.time() - HOUR
 
 
 def test_a_bookkeeping_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The shortcuts taken for speed give the same answers as the long way.
 
-Lookups by id take one lstat when the object has no extension and list the folder only
-otherwise; count() and size() walk the shards on several threads. Each test pins an
-answer those shortcuts could get wrong.
+Lookups by id look at the object itself when it has no extension and list its folder
+only otherwise; count() and size() walk the shards on several threads. Each test pins an
+answer those shortcuts could get wrong, and the last ones count what a lookup costs.
 """
 
 from __future__ import annotations
@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flask_hashfs import HashFS
+from flask_hashfs.backends import beneath
 from flask_hashfs.backends.local import TEMP_PREFIX
 
 DATA = b"fast paths\n"
@@ -109,3 +113,69 @@ def test_a_file_with_an_invalid_extension_is_not_an_object(root: Path) -> None:
     fs = HashFS(root)
     assert not fs.exists(ID)
     assert fs.get(ID) is None
+
+
+# -- what each lookup costs, counted ------------------------------------------------------
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], object]], dict[str, int]]:
+    """The store's calls into the system during one call of an action: each is one system
+    call, except a listing (``scandir``: a few). openat2 is counted where it is made."""
+    if not beneath.OPENAT2:
+        pytest.fail("this Linux kernel has no openat2: lookups take the portable walk")
+    counts: Counter[str] = Counter()
+
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("open", "stat", "fstat", "lstat", "utime", "close", "scandir", "listdir"):
+        monkeypatch.setattr(os, name, counted(name, getattr(os, name)))
+    openat2 = beneath._openat2
+    assert openat2 is not None
+    monkeypatch.setattr(beneath, "_openat2", counted("openat2", openat2))
+
+    def count(action: Callable[[], object]) -> dict[str, int]:
+        counts.clear()
+        action()
+        return dict(counts)
+
+    return count
+
+
+def test_a_lookup_of_an_object_without_extension_looks_at_it_alone(
+    fs: HashFS, calls: Callable[[Callable[[], object]], dict[str, int]]
+) -> None:
+    fs.put(io.BytesIO(DATA))
+    looked_at = {"openat2": 1, "fstat": 1, "close": 1}
+    assert calls(lambda: fs.exists(ID)) == looked_at
+    assert calls(lambda: fs.get(ID)) == looked_at
+
+
+def test_a_lookup_lists_the_folder_only_when_the_object_is_not_there_by_its_id(
+    fs: HashFS, calls: Callable[[Callable[[], object]], dict[str, int]]
+) -> None:
+    fs.put(io.BytesIO(DATA), ".jpg")
+    listed = {"openat2": 2, "scandir": 1, "close": 1}
+    assert calls(lambda: fs.exists(ID)) == listed
+    other = ID[:4] + ("0" if ID[4] != "0" else "1") + ID[5:]  # same folder, not stored
+    assert calls(lambda: fs.exists(other)) == listed
+    elsewhere = ("1" if ID[0] == "0" else "0") + ID[1:]  # its first folder does not exist
+    assert calls(lambda: fs.exists(elsewhere)) == {"openat2": 2}
+
+
+@pytest.mark.parametrize("extension", ["", ".jpg"])
+def test_a_dedupe_put_claims_in_the_folder_it_opened(
+    fs: HashFS, calls: Callable[[Callable[[], object]], dict[str, int]], extension: str
+) -> None:
+    """One folder open, the lookup in it, one utime by name there (the claim), one close:
+    no second walk of the path."""
+    fs.put(io.BytesIO(DATA), extension)
+    claimed = {"openat2": 1, "stat": 1, "utime": 1, "close": 1}
+    if extension:
+        claimed["scandir"] = 1
+    assert calls(lambda: fs.put(io.BytesIO(DATA))) == claimed

@@ -154,16 +154,17 @@ def test_a_put_whose_lookup_a_sweep_overtakes_stores_again(
     store = HashFS(tmp_path / "store", fsync=False)
     address = store.put(io.BytesIO(b"shared"))
     grace = age(store)
-    backend: Any = store.backend
-    freshen = backend.freshen
-    reports = []
+    reports: list[SweepReport] = []
+    real_utime = os.utime
 
-    def swept_first(key: str) -> bool:
-        reports.append(store.sweep([], grace=grace))
-        return bool(freshen(key))
+    def swept_first(*args: Any, **kwargs: Any) -> None:
+        if not reports:
+            reports.append(store.sweep([], grace=grace))
+        real_utime(*args, **kwargs)
 
-    monkeypatch.setattr(backend, "freshen", swept_first)
+    monkeypatch.setattr(os, "utime", swept_first)
     again = store.put(io.BytesIO(b"shared"))
+    monkeypatch.undo()
     assert reports[0].removed == 1
     assert not again.is_duplicate
     assert store.exists(address.id)

@@ -174,9 +174,8 @@ class HashFS:
     def _claim(self, id: str, stem: str) -> HashAddress | None:
         """The duplicate's address if ``id`` is stored and this put's claim on it held;
         None if the put must publish its own copy."""
-        self.backend.record_claim(id)
-        existing = self._find_stem(stem)
-        if existing is None or not self.backend.freshen(existing):
+        existing = self.backend.claim(id, stem)
+        if existing is None:
             return None
         return HashAddress(id, existing, self.backend.abspath(existing), True)
 
@@ -189,9 +188,9 @@ class HashFS:
             if writer.publish(key):
                 created = writer.published or key
                 return HashAddress(id, created, self.backend.abspath(created), False)
-            existing = self._find_stem(stem)
-            if existing is not None and self.backend.freshen(existing):
-                return HashAddress(id, existing, self.backend.abspath(existing), True)
+            claimed = self._claim(id, stem)
+            if claimed is not None:
+                return claimed
         raise StorageError(
             errno.EAGAIN,
             f"could not store {id}: its object kept appearing and vanishing",

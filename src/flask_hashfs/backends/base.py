@@ -173,15 +173,11 @@ class Backend(ABC):
     def info(self, key: str) -> ObjectInfo | None: ...
 
     @abstractmethod
-    def record_claim(self, id: str) -> None:
-        """Called by every put once its id is known, before it looks the id up: where a
-        claim cannot be a property of the object itself (a bucket), it is recorded here.
-        """
-
-    @abstractmethod
-    def freshen(self, key: str) -> bool:
-        """Renew the claim time of the object at ``key``, which a put found and is about
-        to return as a duplicate; False if it is gone (the put then stores it again)."""
+    def claim(self, id: str, stem: str) -> str | None:
+        """The key of the object stored as ``stem`` or ``stem.<ext>`` (as :meth:`find`
+        finds it), claimed: its claim time renewed, so that no sweep that starts within
+        its grace from now removes it. None if nothing is stored, or if it vanished before
+        the claim held (the put then stores its own copy)."""
 
     @abstractmethod
     def sweep(

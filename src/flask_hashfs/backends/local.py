@@ -178,18 +178,19 @@ class LocalBackend(Backend):
     def find(self, stem: str) -> str | None:
         """``stem`` itself if it is a file, else the first ``stem.<ext>`` file by name.
 
-        The folder is opened through real folders of the tree (see ``beneath``): one
-        path lookup, whatever is found. An object stored without extension then costs
-        one lstat in it; only with an extension is the folder listed (its entries carry
-        their file type, so no lstat per candidate).
+        An object stored without extension is looked at directly, through real folders
+        (see ``beneath``). Only when that finds nothing is its folder opened and listed
+        (the entries carry their file type, so no lstat per candidate).
         """
+        if self._beneath.is_file(stem):
+            return stem
         folder, _, name = stem.rpartition("/")
         try:
             folder_fd = self._beneath.open_folder(folder)
         except (OSError, ValueError):
             return None
         try:
-            return stem if _is_file(name, folder_fd) else _first_stored(stem, name, folder_fd)
+            return _first_stored(stem, name, folder_fd)
         finally:
             os.close(folder_fd)
 
@@ -216,20 +217,30 @@ class LocalBackend(Backend):
             return None
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
-    def record_claim(self, id: str) -> None:
-        """The object's own mtime is its claim (see :meth:`freshen`): nothing to record."""
-
-    def freshen(self, key: str) -> bool:
-        """One utime of the object itself: the claim that a sweep's rename-and-check
-        cannot miss (see the module docstring)."""
-        path = self.abspath(key)
+    def claim(self, id: str, stem: str) -> str | None:
+        """One ``utime`` of the object found, by its name in its folder: the claim that a
+        sweep's rename-and-check cannot miss (see the module docstring). The folder is the
+        one the lookup reached through real folders, held open, so the claim costs no
+        second walk and never lands outside the root."""
+        folder, _, name = stem.rpartition("/")
         try:
-            os.utime(path, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise _storage_error(exc, "renew the claim on", path) from None
-        return True
+            folder_fd = self._beneath.open_folder(folder)
+        except (OSError, ValueError):
+            return None
+        try:
+            found = name if _is_file(name, folder_fd) else _first_stored(name, name, folder_fd)
+            if found is None:
+                return None
+            try:
+                os.utime(found, dir_fd=folder_fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                where = self.abspath(stem[: len(stem) - len(name)] + found)
+                raise _storage_error(exc, "renew the claim on", where) from None
+        finally:
+            os.close(folder_fd)
+        return stem[: len(stem) - len(name)] + found
 
     def sweep(
         self,

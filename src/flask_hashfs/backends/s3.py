@@ -526,7 +526,9 @@ class S3Backend(Backend):
 
     # -- claims and sweeps (see the module docstring) ----------------------------------
 
-    def record_claim(self, id: str) -> None:
+    def claim(self, id: str, stem: str) -> str | None:
+        """The claim is written first, then the id is looked up: a sweep that reads the
+        claim after the lookup sees it (see the module docstring)."""
         claim = CLAIMS_PREFIX + id
         self._call(
             "record a claim on",
@@ -535,10 +537,7 @@ class S3Backend(Backend):
                 Bucket=self.bucket, Key=self._name(claim), Body=secrets.token_bytes(16)
             ),
         )
-
-    def freshen(self, key: str) -> bool:
-        """The claim was recorded before the lookup that found ``key``: nothing to do."""
-        return True
+        return self.find(stem)
 
     def _claim_of(self, id: str) -> tuple[str, float] | None:
         """The ETag and time of ``id``'s claim, or None if there is none."""
