@@ -13,7 +13,9 @@ leftover from a live put.
 
 Claims and sweeps. A put that finds its content stored *claims* the object: one
 ``utime`` sets its modification time to now, as git freshens an object it would have
-written. The utime fails if the file is gone, and the put then publishes its own copy,
+written. It is made by name, relative to the shard folder that the put's lookup opened
+through real folders, so it costs no second walk of the path and cannot be led out of
+the root. The utime fails if the file is gone, and the put then publishes its own copy,
 through the same shard-folder lock as any put, so there is still one object per id.
 
 A sweep removes an object in three steps: ``rename`` it into ``.hashfs/aside/`` (same
@@ -24,7 +26,8 @@ is lost: a claim is a utime *at the object's address*. One that happens before t
 rename changes the mtime that the stat after the rename reads, so the object goes back;
 one that happens after the rename finds no file, so its put stores the bytes again.
 There is no instant at which a claim can succeed and then be unlinked. A claim costs the
-hot dedupe path one syscall, and no lock.
+hot dedupe path one syscall, and no lock: a dedupe put makes four (the folder's openat2,
+the lookup in it, the utime, the close).
 
 Sweeps take turns under an ``flock`` on ``.hashfs/aside``, and a sweep that holds it
 first links back every file it finds there: those are what a sweep killed between its
