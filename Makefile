@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # versions; the demo and the browser tests serve them from node_modules, never a CDN.
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: test lint typecheck demo bench bench-serving bench-s3 bench-direct bench-sweep bench-tus bench-uploads soak soak-s3
+.PHONY: test lint typecheck demo bench bench-floors bench-serving bench-s3 bench-direct bench-sweep bench-tus bench-uploads soak soak-s3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ endif
 # The store against its limit and hashfs 0.7.2 (under 10 minutes; ARGS=--quick for ~1).
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_store.py $(ARGS)
+
+# The least that the lookups' and the dedupe put's guarantees cost, against hashfs 0.7.2.
+bench-floors: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/lookup_floors.py $(ARGS)
 
 # Serving under gunicorn and wrk against send_from_directory and nginx. Needs the
 # Debian packages nginx and wrk; the script names whichever is missing.
