@@ -264,6 +264,47 @@ def test_a_creation_body_of_another_type_is_refused_before_creating(server: Serv
     )
 
 
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Upload-Checksum": "sha256 " + base64.b64encode(b"x" * 32).decode()}, b"hello", 460),
+        ({"Upload-Checksum": "crc32 AAAAAA=="}, b"hello", 400),
+        ({}, b"hello world!", 413),
+    ],
+)
+def test_a_refused_creation_body_leaves_no_upload(
+    server: Server, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    """The client never learns the new upload's URL, so nothing may be left of it."""
+    reply = send(
+        server.port,
+        "POST",
+        "/files",
+        {
+            "Upload-Length": "11",
+            "Upload-Metadata": metadata(filename="hello.txt"),
+            "Content-Type": "application/offset+octet-stream",
+            **headers,
+        },
+        body,
+    )
+    assert reply.status == status
+    assert "Location" not in reply.headers
+    assert list(uploads_folder(server.root).iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["Upload-Length", "Upload-Offset"])
+def test_numbers_too_long_for_int_are_400_not_500(server: Server, name: str) -> None:
+    path = create(server.port, 10)
+    huge = "9" * 5000  # past Python's 4300 digits for int()
+    if name == "Upload-Length":
+        reply = send(server.port, "POST", "/files", {name: huge})
+    else:
+        reply = patch(server.port, path, 0, b"01234", **{name: huge})
+    assert reply.status == 400
+    assert send(server.port, "HEAD", path).headers["Upload-Offset"] == "0"
+
+
 def test_an_empty_upload_is_finished_at_creation(server: Server) -> None:
     path = create(server.port, 0, "empty.txt")
     assert server.finished[0][1].id == hashlib.sha256(b"").hexdigest()

@@ -220,7 +220,12 @@ class TusUploads:
         response = Response(status=201)
         response.headers["Location"] = url_for(".upload", token=upload.token)
         if has_body:
-            upload = self._append(uploads, upload, 0)
+            try:
+                upload = self._append(uploads, upload, 0)
+            except BaseException:
+                # The client is not told the upload's URL, so nothing may stay of it.
+                uploads.terminate(upload.token)
+                raise
             response.headers["Upload-Offset"] = str(upload.offset)
         response.headers["Upload-Expires"] = _http_date(upload.expires)
         return response
@@ -370,7 +375,9 @@ def _check_version() -> None:
 
 def _offset_header(name: str) -> int:
     value = request.headers.get(name, "")
-    if not value.isascii() or not value.isdigit():
+    # int() alone takes "+1", " 1" and "1_0", and fails (500) on over 4300 digits; no
+    # length or offset has more than 2**64's 20.
+    if not value.isascii() or not value.isdigit() or len(value) > 20:
         raise BadRequest(f"{name} must be a non-negative integer.")
     return int(value)
 
