@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,8 +26,8 @@ from tusclient.client import TusClient
 from tusclient.uploader.uploader import Uploader
 
 from flask_hashfs import HashAddress, HashFS
-from flask_hashfs.backends.local_partial import _HeldFile
-from flask_hashfs.resumable import Upload
+from flask_hashfs.backends.local_partial import LocalPartialUploads, _HeldFile
+from flask_hashfs.resumable import Upload, remove_expired
 from flask_hashfs.tus import TusUploads, upload_finished
 
 from .serving_helpers import running
@@ -386,6 +387,35 @@ def test_expired_uploads_are_410_and_removed_by_the_command(server: Server) -> N
         [live.rpartition("/")[2] + ".json", live.rpartition("/")[2] + ".part"]
     )
     assert HashFS(server.root).count() == 1  # the finished upload's object stays
+
+
+def test_expiry_keeps_an_upload_that_a_chunk_renewed_after_expiry_read_its_record(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a chunk with ``expire-uploads``: the run reads an upload's record, the
+    chunk is acknowledged (and renews the upload), and only then does the run remove it.
+    The interleaving is forced by sending the chunk from inside the run's read."""
+    path = create(server.port, 10)
+    token = path.rpartition("/")[2]
+    expires = json.loads((uploads_folder(server.root) / f"{token}.json").read_text())["expires"]
+    load = LocalPartialUploads.load
+    renewed: list[int] = []
+    run = threading.get_ident()
+
+    def load_then_chunk(self: LocalPartialUploads, name: str) -> dict[str, Any] | None:
+        record = load(self, name)
+        if name == token and not renewed and threading.get_ident() == run:
+            renewed.append(patch(server.port, path, 0, b"01234").status)
+        return record
+
+    monkeypatch.setattr(LocalPartialUploads, "load", load_then_chunk)
+    assert remove_expired(HashFS(server.root), now=expires) == 0
+    assert renewed == [204]
+    reply = send(server.port, "HEAD", path)
+    assert reply.status == 200
+    assert reply.headers["Upload-Offset"] == "5"
+    assert patch(server.port, path, 5, b"56789").status == 204
+    assert server.finished[0][1].id == hashlib.sha256(b"0123456789").hexdigest()
 
 
 def test_limits_and_extensions_are_checked_at_creation(server: Server) -> None:

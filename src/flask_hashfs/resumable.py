@@ -26,7 +26,7 @@ from typing import Any
 
 from .address import HashAddress
 from .backends.partial import HeldUpload, PartialUploads
-from .errors import OffsetConflict, UploadExpired, UploadNotFound
+from .errors import OffsetConflict, UploadBusy, UploadExpired, UploadNotFound
 from .hashing import BackgroundHasher
 from .layout import Hasher
 from .store import HEAD_SIZE, HashFS
@@ -230,10 +230,23 @@ def remove_expired(store: HashFS, now: float | None = None) -> int:
     partials = store.backend.partial_uploads()
     removed = 0
     for token in partials.tokens():
-        record = partials.load(token)
-        if record is not None and record["expires"] <= now:
+        if not _expired(partials.load(token), now):
+            continue
+        try:
+            with partials.hold(token) as held:
+                # Read again, held: a chunk acknowledged since the first read renewed it.
+                if _expired(partials.load(token), now):
+                    held.remove()
+                    removed += 1
+        except UploadBusy:
+            pass
+        except UploadNotFound:  # no bytes to hold: finished, so no chunk can renew it
             removed += partials.remove(token)
     return removed
+
+
+def _expired(record: Mapping[str, Any] | None, now: float) -> bool:
+    return record is not None and bool(record["expires"] <= now)
 
 
 def _record(upload: Upload) -> dict[str, Any]:
