@@ -389,6 +389,25 @@ def test_expired_uploads_are_410_and_removed_by_the_command(server: Server) -> N
     assert HashFS(server.root).count() == 1  # the finished upload's object stays
 
 
+def test_a_damaged_record_does_not_keep_the_others_from_expiring(server: Server) -> None:
+    """A cron job that stopped at the first unreadable record would never expire anything
+    again: the others go, and the run fails naming the damaged one."""
+    damaged = create(server.port, 10).rpartition("/")[2]
+    expired = create(server.port, 10).rpartition("/")[2]
+    folder = uploads_folder(server.root)
+    for token in (damaged, expired):
+        record = folder / f"{token}.json"
+        doc = json.loads(record.read_text())
+        doc["expires"] = time.time() - 1
+        record.write_text(json.dumps(doc))
+    (folder / f"{damaged}.json").write_text('{"expires": ')
+    result = server.app.test_cli_runner().invoke(args=["hashfs", "expire-uploads"])
+    assert result.exit_code == 1
+    assert "removed 1 expired uploads; 1 could not be handled" in result.output
+    assert f"{damaged}.json" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == [f"{damaged}.json", f"{damaged}.part"]
+
+
 def test_expiry_keeps_an_upload_that_a_chunk_renewed_after_expiry_read_its_record(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -257,8 +257,9 @@ def gc(grace: float, dry_run: bool, allow_short_grace: bool) -> None:
 @hashfs_cli.command("expire-uploads")
 def expire_uploads() -> None:
     """Remove the resumable (tus) uploads whose time ran out, unfinished or finished:
-    their bytes and their records under .hashfs/uploads/. An upload receiving a chunk
-    right now is left for the next run. Safe on a live store; run it from cron."""
+    their bytes and their records under .hashfs/uploads/. An upload receiving a chunk in
+    this process, or on a folder root in any process, is left for the next run. A record
+    that cannot be read is skipped and named, and the command fails. Run it from cron."""
     try:
         removed = remove_expired(_store())
     except StorageError as exc:

@@ -17,6 +17,7 @@ publication makes the second run a duplicate, not a second object.
 
 from __future__ import annotations
 
+import errno
 import secrets
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from typing import Any
 
 from .address import HashAddress
 from .backends.partial import HeldUpload, PartialUploads
-from .errors import OffsetConflict, UploadBusy, UploadExpired, UploadNotFound
+from .errors import OffsetConflict, StorageError, UploadBusy, UploadExpired, UploadNotFound
 from .hashing import BackgroundHasher
 from .layout import Hasher
 from .store import HEAD_SIZE, HashFS
@@ -225,24 +226,46 @@ def _hashed(chunks: Iterable[bytes], hasher: Hasher) -> Iterator[bytes]:
 
 def remove_expired(store: HashFS, now: float | None = None) -> int:
     """Remove every upload of ``store`` that expired by ``now``; how many were removed.
-    One that a request is appending to right now is left for the next run."""
+    One that a request is appending to right now is left for the next run.
+
+    :raises StorageError: a record could not be read (or an upload removed). The run
+        goes on past it first, so that one damaged record does not keep every other
+        upload from expiring; the error names it and counts what was removed.
+    """
     now = time.time() if now is None else now
     partials = store.backend.partial_uploads()
     removed = 0
+    failed: list[StorageError] = []
     for token in partials.tokens():
-        if not _expired(partials.load(token), now):
-            continue
         try:
-            with partials.hold(token) as held:
-                # Read again, held: a chunk acknowledged since the first read renewed it.
-                if _expired(partials.load(token), now):
-                    held.remove()
-                    removed += 1
-        except UploadBusy:
-            pass
-        except UploadNotFound:  # no bytes to hold: finished, so no chunk can renew it
-            removed += partials.remove(token)
+            removed += _remove_if_expired(partials, token, now)
+        except StorageError as exc:
+            failed.append(exc)
+    if failed:
+        first = failed[0]
+        raise type(first)(
+            first.errno or errno.EIO,
+            f"removed {removed} expired uploads; {len(failed)} could not be handled,"
+            f" the first: {first.strerror}",
+            first.filename,
+        )
     return removed
+
+
+def _remove_if_expired(partials: PartialUploads, token: str, now: float) -> int:
+    if not _expired(partials.load(token), now):
+        return 0
+    try:
+        with partials.hold(token) as held:
+            # Read again, held: a chunk acknowledged since the first read renewed it.
+            if _expired(partials.load(token), now):
+                held.remove()
+                return 1
+    except UploadBusy:
+        pass
+    except UploadNotFound:  # no bytes to hold: finished, so no chunk can renew it
+        return int(partials.remove(token))
+    return 0
 
 
 def _expired(record: Mapping[str, Any] | None, now: float) -> bool:
