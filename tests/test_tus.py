@@ -389,6 +389,32 @@ def test_expired_uploads_are_410_and_removed_by_the_command(server: Server) -> N
     assert HashFS(server.root).count() == 1  # the finished upload's object stays
 
 
+def test_a_head_after_a_failed_publication_finishes_the_upload_first(root: Path) -> None:
+    """The last chunk is acknowledged, then publication fails (here the app's hook). A
+    client that lost the reply asks with HEAD, and takes offset == length for done: the
+    HEAD must not say so before the object is stored and the hook has run."""
+    finished: list[str] = []
+    failures = [RuntimeError("the database is down")]
+
+    def record(upload: Upload, address: HashAddress) -> None:
+        if failures:
+            raise failures.pop()
+        finished.append(address.id)
+
+    app, _ = tus_app(root, record, **_options())
+    with running(app) as port:
+        path = create(port, 10)
+        assert patch(port, path, 0, b"0123456789").status == 500
+        assert finished == []
+        reply = send(port, "HEAD", path)
+        assert reply.status == 200
+        assert reply.headers["Upload-Offset"] == "10"
+        assert finished == [hashlib.sha256(b"0123456789").hexdigest()]
+        assert HashFS(root).exists(finished[0])
+        assert send(port, "HEAD", path).status == 200
+        assert len(finished) == 1  # finished once
+
+
 def test_a_damaged_record_does_not_keep_the_others_from_expiring(server: Server) -> None:
     """A cron job that stopped at the first unreadable record would never expire anything
     again: the others go, and the run fails naming the damaged one."""

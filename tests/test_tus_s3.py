@@ -9,7 +9,7 @@ import base64
 import hashlib
 import io
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from flask import Flask
@@ -18,6 +18,7 @@ from tusclient.uploader.uploader import Uploader
 
 from flask_hashfs import HashAddress, HashFS
 from flask_hashfs.backends.s3 import PART_SIZE
+from flask_hashfs.backends.s3_partial import S3PartialUploads
 from flask_hashfs.resumable import Upload
 
 from .s3_server import BUCKET, S3Server
@@ -177,4 +178,33 @@ def test_termination_and_an_empty_upload(bucket: Bucket) -> None:
     empty = create(bucket.port, 0, "empty.txt")
     assert bucket.finished[0][1].id == hashlib.sha256(b"").hexdigest()
     assert send(bucket.port, "HEAD", empty).headers["Upload-Offset"] == "0"
+    assert bucket.multipart_uploads() == []
+
+
+def test_a_request_that_died_after_completing_the_parts_is_finished_by_the_retry(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multipart upload was completed, then the request died before it wrote so in
+    the upload's state: the retry must see the completed object, not complete again."""
+    body = data(PART_SIZE + 5, seed=9)
+    path = create(bucket.port, len(body))
+    write_state = S3PartialUploads._write_state
+    died: list[bool] = []
+
+    def die_once_completed(self: S3PartialUploads, token: str, state: dict[str, Any]) -> None:
+        if state.get("complete") and not died:
+            died.append(True)
+            raise OSError("the worker died here")
+        write_state(self, token, state)
+
+    monkeypatch.setattr(S3PartialUploads, "_write_state", die_once_completed)
+    assert patch(bucket.port, path, 0, body).status == 500
+    assert died == [True]
+    assert bucket.finished == []
+    reply = send(bucket.port, "HEAD", path)
+    assert reply.status == 200
+    assert reply.headers["Upload-Offset"] == str(len(body))
+    assert [address.id for _, address in bucket.finished] == [hashlib.sha256(body).hexdigest()]
+    with bucket.store().open(bucket.finished[0][1].id) as stream:
+        assert stream.read() == body
     assert bucket.multipart_uploads() == []

@@ -248,6 +248,8 @@ class TusUploads:
         upload = self._find(uploads, token)
         if method == "HEAD":
             self._allow("head", upload)
+            if upload.finished is None and upload.offset == upload.length:
+                upload = self._finish_pending(uploads, upload)
             response = Response(status=200)
             response.headers["Upload-Offset"] = str(upload.offset)
             response.headers["Upload-Length"] = str(upload.length)
@@ -284,6 +286,22 @@ class TusUploads:
         if self._identify is not None and upload.owner != self._identify():
             raise NotFound("No such upload.")
         return upload
+
+    def _finish_pending(self, uploads: ResumableUploads, upload: Upload) -> Upload:
+        """Publish an upload whose last chunk was acknowledged but whose publication
+        failed (the storage, or ``on_finished``, raised). A client that lost that reply
+        asks with HEAD where its upload stands, and takes an offset equal to the length
+        for done: it must not hear that before the object is stored and the app has its
+        row. Until then the HEAD fails too, and the client tries again later."""
+        try:
+            with _storage_errors():
+                return uploads.append(upload, upload.length, ())
+        except OffsetConflict:  # another request finished it meanwhile
+            return self._find(uploads, upload.token)
+        except UploadBusy:
+            raise _Locked() from None
+        except UploadNotFound:  # its bytes were refused by the checks, and removed
+            raise NotFound("No such upload.") from None
 
     def _append(self, uploads: ResumableUploads, upload: Upload, offset: int) -> Upload:
         checksum = _checksum()

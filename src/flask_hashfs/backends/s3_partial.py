@@ -244,6 +244,13 @@ class _HeldMultipart(HeldUpload):
             return
         backend = self._backend
         data = self._uploads._key(self._token, "data")
+        found = backend.info(data)
+        if found is not None and found.size == state["record"]["length"]:
+            # Completed by a request that died before it could write so: the multipart
+            # upload is gone, and completing it again would fail on every retry.
+            state["complete"] = True
+            self._uploads._write_state(self._token, state)
+            return
         parts = list(state["parts"])
         if state["tail"]:
             parts.append(self._send_part(len(parts) + 1, self._read(state["tail"])))
