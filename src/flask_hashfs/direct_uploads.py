@@ -49,7 +49,7 @@ from .errors import (
     StorageError,
     UploadNotReceived,
 )
-from .extension import _CONFIG_KEYS, EXTENSION_NAME, FlaskHashFS, _config_error
+from .extension import EXTENSION_NAME, FlaskHashFS, store_config_error
 from .http_errors import http_error
 from .store import HashFS
 from .uploads import accepted_extension, check_content, filename_extension
@@ -183,7 +183,7 @@ class DirectUploads:
         try:
             self._fs.store_for(app).check_direct_uploads()
         except ConfigurationError as exc:
-            raise _config_error(_CONFIG_KEYS[exc.parameter], exc.reason) from exc
+            raise store_config_error(exc) from exc
 
     # -- views ---------------------------------------------------------------------------
 

@@ -157,7 +157,7 @@ class FlaskHashFS:
                 inline_types=serving.inline_types,
             )
         except ConfigurationError as exc:
-            raise _config_error(_CONFIG_KEYS[exc.parameter], exc.reason) from exc
+            raise store_config_error(exc) from exc
         if store.signs_urls and (serving.x_accel_redirect or serving.x_sendfile):
             raise _config_error(
                 "HASHFS_X_ACCEL_REDIRECT" if serving.x_accel_redirect else "HASHFS_X_SENDFILE",
@@ -496,6 +496,13 @@ def _config_error(key: str, reason: str, *, missing: bool = False) -> ValueError
     """One wording for every config error, naming the one key at fault, as 0.3 did."""
     kind = "Missing" if missing else "Invalid"
     return ValueError(f'{kind} configuration value for Flask-HashFS: "{key}" {reason}')
+
+
+def store_config_error(exc: ConfigurationError) -> ValueError:
+    """The config error for a store's :class:`ConfigurationError`, naming the config key
+    behind the parameter at fault: ``init_app`` raises it, and so does registering a
+    blueprint that needs more of the store (direct uploads)."""
+    return _config_error(_CONFIG_KEYS[exc.parameter], exc.reason)
 
 
 def _root_folder(root: object) -> str | os.PathLike[str]:
