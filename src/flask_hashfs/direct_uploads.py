@@ -196,8 +196,9 @@ class DirectUploads:
             raise BadRequest('"size" is the file\'s length in bytes.')
         if not isinstance(id, str):
             raise BadRequest('"sha256" is the hex SHA-256 of the file.')
-        self._allow("authorize", UploadIntent(name, size, id, filename_extension(name)))
-        ext = accepted_extension(filename_extension(name), self.allowed_extensions)
+        extension = filename_extension(name)
+        self._allow("authorize", UploadIntent(name, size, id, extension))
+        ext = accepted_extension(extension, self.allowed_extensions)
         store = self._store()
         limit = store.max_upload_size
         if self.max_size is not None:
