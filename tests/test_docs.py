@@ -15,6 +15,7 @@ from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
 from flask_hashfs import FlaskHashFS
+from flask_hashfs.tus import format_metadata
 
 from .direct_app import BUCKET as DIRECT_BUCKET
 from .direct_app import create_bucket
@@ -106,6 +107,36 @@ def test_direct_uploads_example_and_cors_rule(
     [rule] = s3_server.client.get_bucket_cors(Bucket=DIRECT_BUCKET)["CORSRules"]
     assert rule["AllowedOrigins"] == ["https://app.example.com"]
     assert rule["AllowedMethods"] == ["PUT"]
+
+
+def test_uploads_common_view_and_tus_example(tmp_path: Path) -> None:
+    """The tus snippet, on the app of the common view before it, takes an upload from a
+    logged-in user only and writes the row."""
+    page = "docs/uploads.md"
+    code = snippet(page, "## The common upload view").replace(
+        "/var/www/data/uploads", str(tmp_path / "uploads")
+    )
+    names = run(snippet(page, "## Resumable uploads (tus)", "TusUploads("), **run(code))
+    app: Flask = names["app"]
+    app.secret_key = "test"
+    client = app.test_client()
+    reply = client.post("/photos", data={"photo": (io.BytesIO(JPEG), "a.jpg")})
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    tus = {"Tus-Resumable": "1.0.0"}
+    create = {
+        **tus,
+        "Upload-Length": str(len(JPEG)),
+        "Upload-Metadata": format_metadata({"filename": "b.jpg"}),
+    }
+    assert client.post("/files", headers=create).status_code == 403
+    with client.session_transaction() as session:
+        session["user_id"] = 7
+    created = client.post("/files", headers=create)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    chunk = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    reply = client.patch(created.headers["Location"], data=JPEG, headers=chunk)
+    assert reply.status_code == 204, reply.get_data(as_text=True)
+    assert names["videos"] == [(hashlib.sha256(JPEG).hexdigest(), "b.jpg")]
 
 
 def test_uploads_stream_a_form_and_check_csrf_from_a_header(tmp_path: Path) -> None:
