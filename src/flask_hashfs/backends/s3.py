@@ -293,6 +293,17 @@ class S3Backend(Backend):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, action, key) from None
 
+    def _found(self, action: str, key: str | None, request: Callable[[], _T]) -> _T | None:
+        """``request()``'s reply, or None if what it asks for is missing."""
+        try:
+            return request()
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._error(exc, action, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, action, key) from None
+
     # -- writing -----------------------------------------------------------------------
 
     def writer(self) -> Writer:
@@ -457,14 +468,13 @@ class S3Backend(Backend):
 
     def _marker_names(self, marker: str, key: str) -> str | None:
         """The key the marker names, or None if there is no marker."""
-        try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=marker)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._error(exc, "read the id marker of", key) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "read the id marker of", key) from None
+        reply = self._found(
+            "read the id marker of",
+            key,
+            lambda: self.client.get_object(Bucket=self.bucket, Key=marker),
+        )
+        if reply is None:
+            return None
         with reply["Body"] as body:
             return bytes(body.read()).decode("utf-8", "replace")
 
@@ -514,14 +524,13 @@ class S3Backend(Backend):
         )
 
     def info(self, key: str) -> ObjectInfo | None:
-        try:
-            reply = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._error(exc, "look up", key) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "look up", key) from None
+        reply = self._found(
+            "look up",
+            key,
+            lambda: self.client.head_object(Bucket=self.bucket, Key=self._name(key)),
+        )
+        if reply is None:
+            return None
         return ObjectInfo(key, reply["ContentLength"], reply["LastModified"].timestamp())
 
     # -- claims and sweeps (see the module docstring) ----------------------------------
@@ -542,15 +551,12 @@ class S3Backend(Backend):
     def _claim_of(self, id: str) -> tuple[str, float] | None:
         """The ETag and time of ``id``'s claim, or None if there is none."""
         claim = CLAIMS_PREFIX + id
-        try:
-            reply = self.client.head_object(Bucket=self.bucket, Key=self._name(claim))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._error(exc, "read the claim", claim) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "read the claim", claim) from None
-        return reply["ETag"], reply["LastModified"].timestamp()
+        reply = self._found(
+            "read the claim",
+            claim,
+            lambda: self.client.head_object(Bucket=self.bucket, Key=self._name(claim)),
+        )
+        return None if reply is None else (reply["ETag"], reply["LastModified"].timestamp())
 
     def sweep(
         self,
@@ -870,16 +876,15 @@ class S3Backend(Backend):
         return PresignedPut(url, headers)
 
     def incoming(self, key: str) -> Incoming | None:
-        try:
-            reply = self.client.head_object(
+        reply = self._found(
+            "look up",
+            key,
+            lambda: self.client.head_object(
                 Bucket=self.bucket, Key=self._name(key), ChecksumMode="ENABLED"
-            )
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._error(exc, "look up", key) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "look up", key) from None
+            ),
+        )
+        if reply is None:
+            return None
         checksum = reply.get("ChecksumSHA256")
         # A checksum of parts ("...-3") is no digest of the whole; a direct upload is one
         # PUT, whose checksum is.

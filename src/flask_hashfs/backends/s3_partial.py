@@ -32,12 +32,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..errors import ChunkRefused, UploadBusy, UploadNotFound
 from .base import Publisher
 from .partial import UPLOADS, HeldUpload, PartialUploads, is_token
-from .s3 import _MISSING, PART_SIZE, S3Backend, _code
+from .s3 import PART_SIZE, S3Backend
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -55,14 +53,13 @@ class S3PartialUploads(PartialUploads):
     def _read_state(self, token: str) -> dict[str, Any] | None:
         backend = self._backend
         key = self._key(token, "state")
-        try:
-            reply = backend.client.get_object(Bucket=backend.bucket, Key=backend._name(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise backend._error(exc, "read", key) from None
-        except BotoCoreError as exc:
-            raise backend._error(exc, "read", key) from None
+        reply = backend._found(
+            "read",
+            key,
+            lambda: backend.client.get_object(Bucket=backend.bucket, Key=backend._name(key)),
+        )
+        if reply is None:
+            return None
         with reply["Body"] as body:
             state: dict[str, Any] = json.loads(body.read())
         return state
@@ -144,13 +141,7 @@ class S3PartialUploads(PartialUploads):
             backend.reserved_keys(UPLOADS + token), key=lambda key: key.endswith("/state")
         )
         for key in keys:
-            backend._call(
-                "delete",
-                key,
-                lambda key=key: backend.client.delete_object(  # type: ignore[misc]
-                    Bucket=backend.bucket, Key=backend._name(key)
-                ),
-            )
+            backend._delete_key(key)
 
     def tokens(self) -> Iterator[str]:
         found = {
@@ -226,16 +217,8 @@ class _HeldMultipart(HeldUpload):
         state.update(record=commit(size), parts=parts, tail=tail)
         self._uploads._write_state(self._token, state)
         if old_tail and old_tail != tail:
-            self._delete(old_tail)
+            self._backend._delete_key(old_tail)
         return size
-
-    def _delete(self, key: str) -> None:
-        backend = self._backend
-        backend._call(
-            "delete",
-            key,
-            lambda: backend.client.delete_object(Bucket=backend.bucket, Key=backend._name(key)),
-        )
 
     def _complete(self) -> None:
         """The tail as the last part, and the multipart upload completed into ``data``."""
@@ -292,7 +275,7 @@ class _HeldMultipart(HeldUpload):
         state = self._state
         for key in (self._uploads._key(self._token, "data"), state["tail"]):
             if key:
-                self._delete(key)
+                self._backend._delete_key(key)
         if not state.get("complete"):
             self._backend._abort(
                 self._backend._name(self._uploads._key(self._token, "data")), state["upload"]
