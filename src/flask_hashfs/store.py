@@ -339,9 +339,6 @@ class HashFS:
 
     # -- finding -------------------------------------------------------------------------
 
-    def _find(self, id: str) -> str | None:
-        return self._find_stem(self._layout.stem(id))
-
     def _find_stem(self, stem: str) -> str | None:
         return self.backend.find(stem)
 
