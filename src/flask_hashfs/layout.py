@@ -174,20 +174,10 @@ class Layout:
         This is a pure string check: it is how a relative path or URL path is mapped back
         to an id without touching the disk.
         """
-        parts = key.split("/")
-        if len(parts) != self.depth + 1:
+        found = self.parse_found(key)
+        if found is None or (found[1] and not is_extension(found[1])):
             return None
-        *folders, name = parts
-        if any(len(folder) != self.width for folder in folders):
-            return None
-        rest = self.id_length - self.depth * self.width
-        id = "".join(folders) + name[:rest]
-        if not self._id_pattern.fullmatch(id):
-            return None
-        extension = name[rest:]
-        if extension and not is_extension(extension):
-            return None
-        return id, extension
+        return found
 
     def parse_found(self, key: str) -> tuple[str, str] | None:
         """Return ``(id, suffix)`` if ``key`` is shaped like an object's key, whatever
@@ -196,7 +186,7 @@ class Layout:
 
         This is how maintenance tells a misplaced or badly named object (moved to where its
         content belongs) from a file that is no object at all (quarantined). The suffix is
-        ``""`` or starts with ``.``; it is not checked: :func:`is_extension` says if it is one.
+        whatever follows the id, unchecked: :func:`is_extension` says if it is one.
         """
         parts = key.split("/")
         if len(parts) != self.depth + 1:
