@@ -32,7 +32,7 @@ conditional deletes, so a claim is an object of its own: every put, once it know
 id, first writes ``.hashfs/claims/<id>`` (16 random bytes, so that each claim has an
 ETag of its own) and only then looks the id up, which confirms that the object is there;
 if it is not, the put uploads it. A dedupe put is thus two requests (the claim and the
-lookup), one more than before; a new put is three (claim, lookup, upload).
+lookup), one more than before; a new put is four (claim, lookup, marker, upload).
 
 A sweep reads a candidate's claim (HEAD), copies the object to ``.hashfs/aside/``,
 deletes it, and reads the claim again. If a new claim is there, a put claimed the
