@@ -1,5 +1,5 @@
 # The README's commands. Each target sets up what it needs, so a fresh clone only
-# needs python3 (3.11+) and make.
+# needs python3 (3.11+), make and npm.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
