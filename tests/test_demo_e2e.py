@@ -25,27 +25,13 @@ from demo import create_app, fs
 from demo.s3 import BUCKET as DEMO_BUCKET
 from demo.s3 import allow_origins, bucket_config
 from flask import Flask
-from playwright.sync_api import FilePayload, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import FilePayload, Page, Request, Route, expect
 
+from .browser import chromium_page, needs_chromium
 from .s3_server import S3Server
 from .serving_helpers import running
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium: apt-get install chromium",
-)
+pytestmark = needs_chromium
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -92,17 +78,8 @@ def base_url(app: Flask) -> Iterator[str]:
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "chromium-profile") as page:
+        yield page
 
 
 def upload(page: Page, *files: FilePayload) -> None:

@@ -14,19 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, Route, sync_playwright
+from playwright.sync_api import Page, Route
 
 from flask_hashfs import HashFS
 
+from .browser import chromium_page, needs_chromium
 from .direct_app import NODE_MODULES, DirectApp, allow_origin, create_bucket, direct_app
 from .s3_server import S3Server
 from .serving_helpers import running
-from .test_demo_e2e import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium: apt-get install chromium",
-)
+pytestmark = needs_chromium
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
 
@@ -87,17 +84,8 @@ def base_url(direct: DirectApp, counter: ByteCounter, s3_server: S3Server) -> It
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "chromium-profile") as page:
+        yield page
 
 
 def open_page(page: Page, url: str) -> None:

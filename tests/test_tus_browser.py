@@ -8,19 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from flask_hashfs import HashAddress, HashFS
 from flask_hashfs.resumable import Upload
 
+from .browser import chromium_page, needs_chromium
 from .serving_helpers import running
-from .test_demo_e2e import CHROMIUM, CHROMIUM_ARGS
 from .tus_app import NODE_MODULES, tus_app
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium: apt-get install chromium",
-)
+pytestmark = needs_chromium
 
 SIZE = 6 << 20
 CHUNK = 1 << 20
@@ -65,14 +62,8 @@ RESUME = """async ({url, chunk}) => await new Promise((resolve, reject) => {
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     assert (NODE_MODULES / "tus-js-client").is_dir(), "run make: it installs node_modules"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with chromium_page(tmp_path / "chromium-profile") as page:
+        yield page
 
 
 def test_tus_js_client_cut_halfway_and_resumed(page: Page, root: Path) -> None:
