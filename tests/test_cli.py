@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import os
-import pty
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from flask_hashfs.backends.s3 import S3Backend
 from flask_hashfs.cli import human_size
 
 from .s3_server import S3Server
+from .terminal import run_in_terminal
 
 
 @pytest.fixture
@@ -337,25 +337,6 @@ def test_repair_prints_what_moved_where(runner: FlaskCliRunner, store: HashFS) -
     )
 
 
-def _run_in_terminal(args: list[str], cwd: Path) -> str:
-    """Run a command with a terminal for stdout and stderr; everything it wrote."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(args, cwd=cwd, stdout=follower, stderr=follower)
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the other end closed
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    assert process.wait(120) == 0, output
-    return output.decode()
-
-
 def test_progress_shows_on_a_terminal_only(
     tmp_path: Path, runner: FlaskCliRunner, store: HashFS
 ) -> None:
@@ -374,7 +355,7 @@ def test_progress_shows_on_a_terminal_only(
     for n in range(5):
         store.put(io.BytesIO(b"%d" % n))
     flask = os.path.join(os.path.dirname(sys.executable), "flask")
-    shown = _run_in_terminal([flask, "--app", "app", "hashfs", "verify"], tmp_path)
+    shown = run_in_terminal([flask, "--app", "app", "hashfs", "verify"], tmp_path)
     assert "verifying" in shown
     assert "5/5" in shown or "100%" in shown
     assert "ok: 5 objects verified" in shown

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-import pty
 import sqlite3
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,6 +19,8 @@ from flask.testing import FlaskCliRunner
 
 from flask_hashfs import FlaskHashFS, HashFS
 from flask_hashfs.cli import parse_duration
+
+from .terminal import run_in_terminal
 
 OLD = time.time() - 2 * 24 * 3600
 
@@ -181,24 +181,11 @@ def test_gc_shows_progress_on_a_terminal(tmp_path: Path) -> None:
             """
         )
     )
-    controller, terminal = pty.openpty()
     command = [sys.executable, "-m", "flask", "--app", "gcapp", "hashfs", "gc"]
-    child = subprocess.Popen(command, cwd=tmp_path, stdout=terminal, stderr=terminal)
-    os.close(terminal)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(controller)
-    assert child.wait(60) == 0, output
-    assert b"Sweeping" in output
-    assert b"100%" in output
-    assert b"kept as recent: 50 objects" in output
+    output = run_in_terminal(command, tmp_path)
+    assert "Sweeping" in output
+    assert "100%" in output
+    assert "kept as recent: 50 objects" in output
 
 
 def test_a_claim_keeps_revalidation_working(tmp_path: Path) -> None:
