@@ -77,6 +77,22 @@ def create(port: int, length: int, name: str = "data.bin", **headers: str) -> st
     return location
 
 
+def create_with_upload(port: int, body: bytes, **headers: str) -> Reply:
+    """A creation of an 11-byte hello.txt that carries its first bytes."""
+    return send(
+        port,
+        "POST",
+        "/files",
+        {
+            "Upload-Length": "11",
+            "Upload-Metadata": metadata(filename="hello.txt"),
+            "Content-Type": "application/offset+octet-stream",
+            **headers,
+        },
+        body,
+    )
+
+
 def patch(port: int, path: str, offset: int, body: bytes, **headers: str) -> Reply:
     return send(
         port,
@@ -233,17 +249,7 @@ def test_checksums_accept_a_match_and_drop_a_mismatch_with_460(server: Server) -
 
 
 def test_creation_with_upload(server: Server) -> None:
-    reply = send(
-        server.port,
-        "POST",
-        "/files",
-        {
-            "Upload-Length": "11",
-            "Upload-Metadata": metadata(filename="hello.txt"),
-            "Content-Type": "application/offset+octet-stream",
-        },
-        b"hello",
-    )
+    reply = create_with_upload(server.port, b"hello")
     assert reply.status == 201
     assert reply.headers["Upload-Offset"] == "5"
     assert reply.headers["Upload-Expires"].endswith(" GMT")
@@ -277,18 +283,7 @@ def test_a_refused_creation_body_leaves_no_upload(
     server: Server, headers: dict[str, str], body: bytes, status: int
 ) -> None:
     """The client never learns the new upload's URL, so nothing may be left of it."""
-    reply = send(
-        server.port,
-        "POST",
-        "/files",
-        {
-            "Upload-Length": "11",
-            "Upload-Metadata": metadata(filename="hello.txt"),
-            "Content-Type": "application/offset+octet-stream",
-            **headers,
-        },
-        body,
-    )
+    reply = create_with_upload(server.port, body, **headers)
     assert reply.status == status
     assert "Location" not in reply.headers
     assert list(uploads_folder(server.root).iterdir()) == []
