@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,29 @@ def test_repair_drops_a_misplaced_copy_only_if_the_object_is_intact(
         ("dropped", key_of(data, ".txt~"), stored.relpath)
     ]
     assert everything(store, raw) == {stored.relpath: data}
+
+
+def test_repair_dropping_a_stray_copy_keeps_the_objects_claim(store: HashFS, raw: Raw) -> None:
+    """The claim is the id's, not the file's: dropping ``<id>.txt~`` must not take away
+    what protects ``<id>.txt`` from a sweep (on a folder, its mtime; on a bucket, the
+    claim object)."""
+    data = b"claimed, and copied by hand"
+    stored = store.put(io.BytesIO(data), ".txt")
+    if isinstance(raw, LocalRaw):
+        path = store.realpath(stored.id)
+        assert path is not None
+        os.utime(path, (time.time() - 7200,) * 2)
+        grace = 3600.0
+    else:  # bucket times are the server's, in whole seconds
+        time.sleep(4.5)
+        grace = 3.0
+    claimed = store.put(io.BytesIO(data), ".txt")  # a dedupe put: a fresh claim
+    assert claimed.is_duplicate
+    raw.write(key_of(data, ".txt~"), data)
+    store.repair_report()
+    report = store.sweep([], grace=grace)
+    assert (report.removed, report.kept_recent) == (0, 1)
+    assert read(store, stored.id) == data
 
 
 def test_repair_puts_the_good_copy_in_place_of_a_rotten_object(store: HashFS, raw: Raw) -> None:

@@ -499,9 +499,12 @@ class HashFS:
             assert parsed is not None
             stem = self._layout.digest_stem(parsed[0])
         id = stem.replace("/", "")
+        deleted = False
         for key in self.backend.siblings(stem):
             if key == stem or is_extension(key[len(stem) :]) or self._holds(key, id):
-                self.backend.delete(key)
+                deleted = self.backend.delete(key) or deleted
+        if deleted:
+            self.backend.forget(id)
 
     def _holds(self, key: str, id: str) -> bool:
         """Whether the file at ``key`` holds the content ``id`` (read to the end)."""

@@ -202,6 +202,12 @@ class Backend(ABC):
         """Remove ``key``; True if it was there. Removes folders it leaves empty."""
 
     @abstractmethod
+    def forget(self, id: str) -> None:
+        """Drop what is kept about ``id`` beside its objects, once every copy of it was
+        deleted (:meth:`HashFS.delete`). Deleting one copy (repair dropping a stray) keeps
+        it: an intact copy may still stand on it."""
+
+    @abstractmethod
     def move(self, source: str, target: str) -> bool:
         """Publish ``source``'s bytes at ``target`` unless its id is stored (under any
         extension other than ``source`` itself), and only then drop ``source``: False, with

@@ -302,6 +302,9 @@ class LocalBackend(Backend):
             raise FileNotFoundError(errno.ENOENT, "no stored object", self.abspath(key))
         return os.fdopen(fd, "rb")
 
+    def forget(self, id: str) -> None:
+        """Nothing is kept beside the file: its claim is its mtime."""
+
     def delete(self, key: str) -> bool:
         """Unlink ``key`` in its folder, held open (it is exactly the folder that was
         reached through real folders), then remove the folders it leaves empty."""

@@ -703,15 +703,16 @@ class S3Backend(Backend):
         return reply["Body"], size
 
     def delete(self, key: str) -> bool:
-        """Also deletes the id's claim, which would otherwise outlive its object for ever
-        (a sweep only meets claims through their objects). A put that claims between the
-        two deletes finds the object gone and uploads anew, with a fresh time."""
         if self.info(key) is None:
             return False
         self._drop(key)
-        if not key.startswith(RESERVED_PREFIX):
-            self._delete_key(CLAIMS_PREFIX + _split_key(key)[0].replace("/", ""))
         return True
+
+    def forget(self, id: str) -> None:
+        """Delete the id's claim, which would otherwise outlive its objects for ever (a
+        sweep only meets claims through their objects). A put that claims between the
+        deletes finds the object gone and uploads anew, with a fresh time."""
+        self._delete_key(CLAIMS_PREFIX + id)
 
     def move(self, source: str, target: str) -> bool:
         """Stream ``source`` through a writer: the same create-if-absent as a put."""
